@@ -1,0 +1,268 @@
+"""One typed container for "the weights of one network", taken and returned by every stage.
+
+A network is an ordered list of :class:`Layer` from input to output. Each layer keeps its
+weight in torch layout (``nn.Linear``: ``(out, in)``; ``nn.ConvNd``: ``(out, in/groups, *k)``;
+``nn.ConvTransposeNd``: ``(in, out/groups, *k)``; norms: ``(C,)``; ``nn.Embedding``:
+``(num, dim)``; attention projections: ``(out, in)``), an optional bias and its original
+name. :attr:`NetworkWeights.spec` is the shapes alone, hashable, so that networks of one
+architecture share everything that depends only on shapes.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from sne_plugin.errors import SNEError
+
+__all__ = ["Layer", "LayerKind", "LayerSpec", "NetworkSpec", "NetworkWeights"]
+
+
+class LayerKind(str, enum.Enum):
+    """What a layer is; the encoder gives each kind its own learned type encoding."""
+
+    DENSE = "dense"
+    CONV1D = "conv1d"
+    CONV2D = "conv2d"
+    CONV3D = "conv3d"
+    CONV_TRANSPOSE1D = "conv_transpose1d"
+    CONV_TRANSPOSE2D = "conv_transpose2d"
+    CONV_TRANSPOSE3D = "conv_transpose3d"
+    NORM = "norm"
+    EMBEDDING = "embedding"
+    ATTENTION = "attention"
+
+    @property
+    def kernel_dims(self) -> int:
+        """Number of spatial kernel dimensions of the weight (0 for non-convolutions)."""
+        return _KERNEL_DIMS.get(self, 0)
+
+    @property
+    def weight_ndim(self) -> int:
+        """The number of dimensions a weight of this kind has in torch layout."""
+        if self is LayerKind.NORM:
+            return 1
+        return 2 + self.kernel_dims
+
+
+_KERNEL_DIMS = {
+    LayerKind.CONV1D: 1,
+    LayerKind.CONV2D: 2,
+    LayerKind.CONV3D: 3,
+    LayerKind.CONV_TRANSPOSE1D: 1,
+    LayerKind.CONV_TRANSPOSE2D: 2,
+    LayerKind.CONV_TRANSPOSE3D: 3,
+}
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """The shapes of one layer: everything about it except the values."""
+
+    kind: LayerKind
+    name: str
+    weight_shape: tuple[int, ...]
+    bias_shape: tuple[int, ...] | None
+
+    @property
+    def num_params(self) -> int:
+        n = int(np.prod(self.weight_shape))
+        return n + (int(np.prod(self.bias_shape)) if self.bias_shape is not None else 0)
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """The shapes of a whole network; hashable, equal for networks of one architecture."""
+
+    layers: tuple[LayerSpec, ...]
+
+    @property
+    def num_params(self) -> int:
+        return sum(layer.num_params for layer in self.layers)
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+
+@dataclass(frozen=True, eq=False)
+class Layer:
+    """One layer: its kind, weight (torch layout), optional bias and original name.
+
+    >>> import torch
+    >>> layer = Layer(LayerKind.DENSE, "fc", torch.zeros(10, 16), torch.zeros(10))
+    >>> layer.spec.weight_shape, layer.num_params
+    ((10, 16), 170)
+    """
+
+    kind: LayerKind
+    name: str
+    weight: torch.Tensor
+    bias: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.kind, LayerKind):
+            object.__setattr__(self, "kind", _parse_kind(self.kind, self.name))
+        object.__setattr__(self, "weight", _as_tensor(self.weight, self.name, "weight"))
+        if self.bias is not None:
+            object.__setattr__(self, "bias", _as_tensor(self.bias, self.name, "bias"))
+        self._check_shapes()
+
+    def _check_shapes(self) -> None:
+        w, b, kind = self.weight, self.bias, self.kind
+        if kind is not LayerKind.NORM and w.dim() != kind.weight_ndim:
+            raise SNEError(
+                f"layer {self.name!r} ({kind.value}): expected a weight of {kind.weight_ndim} "
+                f"dims in torch layout, got shape {tuple(w.shape)}"
+            )
+        if w.numel() == 0:
+            raise SNEError(f"layer {self.name!r}: the weight is empty (shape {tuple(w.shape)})")
+        if b is not None and b.dim() != 1:
+            raise SNEError(
+                f"layer {self.name!r}: expected a 1-d bias, got shape {tuple(b.shape)}"
+            )
+
+    @property
+    def spec(self) -> LayerSpec:
+        bias_shape = tuple(self.bias.shape) if self.bias is not None else None
+        return LayerSpec(self.kind, self.name, tuple(self.weight.shape), bias_shape)
+
+    @property
+    def num_params(self) -> int:
+        return self.weight.numel() + (self.bias.numel() if self.bias is not None else 0)
+
+    def replace(self, weight: torch.Tensor, bias: torch.Tensor | None) -> Layer:
+        """A copy of this layer with other values (same kind and name)."""
+        return Layer(self.kind, self.name, weight, bias)
+
+
+@dataclass(frozen=True, eq=False)
+class NetworkWeights:
+    """The weights of one network: its layers in order from input to output.
+
+    ``is_chain`` is True when each layer feeds the next and nothing else (an MLP, a plain
+    CNN): only then are hidden-unit permutations between neighbouring layers known to
+    preserve the network's function. ``source`` says where the weights came from, for
+    error messages.
+
+    >>> import torch
+    >>> net = NetworkWeights.from_pairs([(torch.randn(16, 8), torch.randn(16)),
+    ...                                  (torch.randn(3, 16), None)])
+    >>> len(net), net.num_params, net.spec.layers[1].weight_shape
+    (2, 192, (3, 16))
+    """
+
+    layers: tuple[Layer, ...]
+    source: str = "<weights>"
+    is_chain: bool = False
+    meta: dict[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layers", tuple(self.layers))
+        if not self.layers:
+            raise SNEError(f"{self.source}: expected a network with at least one layer, got none")
+        for layer in self.layers:
+            if not isinstance(layer, Layer):
+                raise SNEError(
+                    f"{self.source}: expected sne_plugin.Layer items, got {type(layer).__name__}"
+                )
+
+    @classmethod
+    def from_pairs(
+        cls,
+        pairs: Sequence[tuple[object, object | None]],
+        *,
+        source: str = "<pairs>",
+        names: Sequence[str] | None = None,
+    ) -> NetworkWeights:
+        """An MLP or plain CNN from ``(weight, bias)`` pairs; the kind follows the weight's dims."""
+        layers = []
+        for i, (w, b) in enumerate(pairs):
+            name = names[i] if names is not None else f"layer{i}"
+            weight = _as_tensor(w, name, "weight", source)
+            kind = kind_for_ndim(weight.dim(), where=f"{source}, layer {name!r}")
+            layers.append(Layer(kind, name, weight, None if b is None else _as_tensor(b, name, "bias", source)))
+        return cls(tuple(layers), source=source, is_chain=True)
+
+    @property
+    def spec(self) -> NetworkSpec:
+        return NetworkSpec(tuple(layer.spec for layer in self.layers))
+
+    @property
+    def num_params(self) -> int:
+        return sum(layer.num_params for layer in self.layers)
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __iter__(self) -> Iterator[Layer]:
+        return iter(self.layers)
+
+    def tensors(self) -> Iterator[torch.Tensor]:
+        """Every weight and bias, in layer order."""
+        for layer in self.layers:
+            yield layer.weight
+            if layer.bias is not None:
+                yield layer.bias
+
+    def is_finite(self) -> bool:
+        return all(bool(torch.isfinite(t).all()) for t in self.tensors())
+
+    def to(self, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> NetworkWeights:
+        """A copy with every tensor converted."""
+        layers = tuple(
+            layer.replace(
+                layer.weight.to(dtype=dtype, device=device),
+                None if layer.bias is None else layer.bias.to(dtype=dtype, device=device),
+            )
+            for layer in self.layers
+        )
+        return NetworkWeights(layers, self.source, self.is_chain, dict(self.meta))
+
+    def with_layers(self, layers: Sequence[Layer]) -> NetworkWeights:
+        return NetworkWeights(tuple(layers), self.source, self.is_chain, dict(self.meta))
+
+    def flatten(self) -> np.ndarray:
+        """All parameters as one float32 vector (weights then bias, layer by layer)."""
+        parts = [t.detach().reshape(-1).to(torch.float32).cpu().numpy() for t in self.tensors()]
+        return np.concatenate(parts)
+
+
+def kind_for_ndim(ndim: int, *, where: str) -> LayerKind:
+    """The layer kind implied by a bare weight's number of dims (2: dense, 3-5: conv)."""
+    kinds = {1: LayerKind.NORM, 2: LayerKind.DENSE, 3: LayerKind.CONV1D, 4: LayerKind.CONV2D, 5: LayerKind.CONV3D}
+    if ndim not in kinds:
+        raise SNEError(f"{where}: expected a weight of 1 to 5 dims, got {ndim} dims")
+    return kinds[ndim]
+
+
+def _parse_kind(kind: object, name: str) -> LayerKind:
+    try:
+        return LayerKind(kind)
+    except ValueError:
+        allowed = ", ".join(k.value for k in LayerKind)
+        raise SNEError(f"layer {name!r}: unknown kind {kind!r}; expected one of {allowed}") from None
+
+
+def _as_tensor(value: object, name: str, what: str, source: str | None = None) -> torch.Tensor:
+    where = f"{source}, layer {name!r}" if source else f"layer {name!r}"
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach()
+    else:
+        try:
+            array = np.asarray(value)
+        except Exception as exc:  # ragged lists and the like
+            raise SNEError(f"{where}: expected a numeric array as {what}, got {type(value).__name__} ({exc})") from None
+        if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+            raise SNEError(f"{where}: expected a numeric array as {what}, got dtype {array.dtype}")
+        tensor = torch.from_numpy(np.ascontiguousarray(array))
+    if tensor.dim() == 0:
+        raise SNEError(f"{where}: expected an array as {what}, got a 0-d scalar")
+    if tensor.is_complex() or tensor.dtype == torch.bool:
+        raise SNEError(f"{where}: expected a real-valued {what}, got dtype {tensor.dtype}")
+    if not tensor.is_floating_point():
+        tensor = tensor.to(torch.float32)
+    return tensor
