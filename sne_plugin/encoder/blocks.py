@@ -1,0 +1,79 @@
+"""Set Transformer blocks with masking: MAB, SAB, PMA.
+
+MAB(X, Y) = LN(H + rFF(H)), H = LN(X + MultiHead(X, Y, Y)); SAB(X) = MAB(X, X);
+PMA(X) = MAB(S, rFF(X)) with one learned seed S. Padded keys are masked out of attention
+(``key_mask`` is True where an element is real) and attention is scaled by the per-head
+width (``scaled_dot_product_attention``'s default).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["MAB", "PMA", "SAB", "SetStack"]
+
+
+class MAB(nn.Module):
+    """Multi-head attention block: queries from ``x``, keys and values from ``y``."""
+
+    def __init__(self, dim: int, heads: int, ffn_mult: int = 2) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"width must be a multiple of heads, but got {dim=} and {heads=}.")
+        self.heads = heads
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.out = nn.Linear(dim, dim)
+        self.ln1 = nn.LayerNorm(dim)
+        self.ln2 = nn.LayerNorm(dim)
+        self.ff = nn.Sequential(nn.Linear(dim, ffn_mult * dim), nn.GELU(), nn.Linear(ffn_mult * dim, dim))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        b, lq, d = x.shape
+        lk, h = y.shape[1], self.heads
+        q = self.q(x).view(b, lq, h, d // h).transpose(1, 2)
+        k, v = self.kv(y).view(b, lk, 2, h, d // h).permute(2, 0, 3, 1, 4)
+        mask = None if key_mask is None else key_mask[:, None, None, :]
+        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        hidden = self.ln1(x + self.out(attended.transpose(1, 2).reshape(b, lq, d)))
+        return self.ln2(hidden + self.ff(hidden))
+
+
+class SAB(nn.Module):
+    """Set attention block: MAB of a set with itself."""
+
+    def __init__(self, dim: int, heads: int, ffn_mult: int = 2) -> None:
+        super().__init__()
+        self.mab = MAB(dim, heads, ffn_mult)
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.mab(x, x, key_mask)
+
+
+class SetStack(nn.Module):
+    """``depth`` SABs in a row."""
+
+    def __init__(self, dim: int, heads: int, depth: int = 2, ffn_mult: int = 2) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(SAB(dim, heads, ffn_mult) for _ in range(depth))
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x, key_mask)
+        return x
+
+
+class PMA(nn.Module):
+    """Pooling by multi-head attention with one learned seed: a set of vectors -> one vector."""
+
+    def __init__(self, dim: int, heads: int, ffn_mult: int = 2) -> None:
+        super().__init__()
+        self.seed = nn.Parameter(torch.randn(1, 1, dim) * dim**-0.5)
+        self.pre = nn.Sequential(nn.Linear(dim, dim), nn.GELU())
+        self.mab = MAB(dim, heads, ffn_mult)
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        seed = self.seed.expand(x.shape[0], 1, x.shape[2])
+        return self.mab(seed, self.pre(x), key_mask).squeeze(1)

@@ -1,0 +1,187 @@
+"""The SNE encoder: pad, chunk, encode by set functions, layer by layer, into one vector.
+
+Per tensor: chunk encoder (lift, SAB x2, + type/depth/chunk-index encodings, SAB x2, PMA),
+then the chunk-set encoder (SAB x2, + depth encoding, PMA); per layer, the weight and bias
+vectors are merged (SAB x2, PMA); per network, the layer vectors plus their depth encoding
+(SAB x2, PMA) give the embedding. A small MLP head maps it to the prediction.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from sne_plugin.encoder.blocks import PMA, SetStack
+from sne_plugin.encoder.plan import N_TYPES, Batch, ChunkGroup
+
+__all__ = ["KernelLift", "SNEEncoder", "SNENet", "sinusoid"]
+
+
+def sinusoid(position: torch.Tensor, dim: int) -> torch.Tensor:
+    """Vaswani-style sinusoidal encoding of integer positions: (...,) -> (..., dim)."""
+    half = dim // 2
+    freq = torch.exp(-math.log(10_000.0) * torch.arange(half, device=position.device) / half)
+    angle = position.to(torch.float32)[..., None] * freq
+    return torch.cat([angle.sin(), angle.cos()], dim=-1)
+
+
+class KernelLift(nn.Module):
+    """Lift an element (a scalar, or a whole kernel of any shape) to ``width`` dims.
+
+    Decision (the paper leaves kernel lifting open): an element of ``K`` values is mapped
+    linearly by a ``(K, width)`` matrix whose rows are *generated* from each value's
+    position in the kernel (normalised coordinates along up to three axes, the number of
+    axes and log K) by a small MLP, then passed through a residual GELU layer. So one set
+    of weights lifts 1x1, 3x3, 7x7, 1-D and 3-D kernels and scalars alike, and kernels of
+    a size never seen in training still get a sensible lift.
+    """
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.coord_mlp = nn.Sequential(nn.Linear(6, width), nn.GELU(), nn.Linear(width, width))
+        self.bias = nn.Parameter(torch.zeros(width))
+        self.proj = nn.Sequential(nn.GELU(), nn.Linear(width, width))
+
+    @staticmethod
+    def coordinates(kernel_shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        """(K, 6) features of each position of a kernel: 3 coordinates, axes, log K, 1."""
+        axes = [torch.linspace(-1, 1, n, device=device) if n > 1 else torch.zeros(1, device=device) for n in kernel_shape]
+        grid = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(axes)) if axes else torch.zeros(1, 0, device=device)
+        k = grid.shape[0]
+        pad = torch.zeros(k, 3 - grid.shape[1], device=device)
+        extra = torch.tensor([len(kernel_shape) / 3, math.log(k) / 4, 1.0], device=device).expand(k, 3)
+        return torch.cat([grid, pad, extra], dim=1)
+
+    def matrix(self, kernel_shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        coords = self.coordinates(kernel_shape, device)
+        return self.coord_mlp(coords) / math.sqrt(coords.shape[0])
+
+    def forward(self, values: torch.Tensor, kernel_shape: tuple[int, ...]) -> torch.Tensor:
+        z = values @ self.matrix(kernel_shape, values.device).to(values.dtype) + self.bias.to(values.dtype)
+        return z + self.proj(z)
+
+
+class SNEEncoder(nn.Module):
+    """Networks of any architecture -> embeddings of dimension ``width``.
+
+    ``chunk_position``: decision (open in the paper): chunks get a sinusoidal encoding of
+    their index within the tensor, so swapping two chunks of a layer changes the encoding.
+    Encodings are *added* to the element features (the alternative, concatenation, costs
+    width; see BENCHMARKS.md for the measured comparison when one was run).
+    """
+
+    def __init__(
+        self,
+        width: int = 64,
+        heads: int = 4,
+        chunk_size: int = 32,
+        max_set: int = 256,
+        chunk_position: bool = True,
+        max_chunks_per_pass: int = 8192,
+    ) -> None:
+        super().__init__()
+        self.width, self.chunk_size, self.max_set = width, chunk_size, max_set
+        self.chunk_position = chunk_position
+        self.max_chunks_per_pass = max_chunks_per_pass
+        self.lift = KernelLift(width)
+        self.type_embedding = nn.Embedding(N_TYPES, width)
+        self.chunk_sab1 = SetStack(width, heads)
+        self.chunk_sab2 = SetStack(width, heads)
+        self.chunk_pma = PMA(width, heads)
+        self.set_sab = SetStack(width, heads)
+        self.set_pma = PMA(width, heads)
+        self.layer_sab = SetStack(width, heads)
+        self.layer_pma = PMA(width, heads)
+        self.net_sab = SetStack(width, heads)
+        self.net_pma = PMA(width, heads)
+
+    def forward(self, batch: Batch, flat: torch.Tensor) -> torch.Tensor:
+        """``flat``: the batch's networks' flat parameter vectors, concatenated -> (B, width)."""
+        chunks = self.encode_chunks(batch, flat)
+        tensors = self.encode_chunk_sets(batch, chunks)
+        layers = self._pool(tensors, batch.layer_pack, self.layer_sab, self.layer_pma)
+        packed, mask = _gather_pack(layers, batch.net_pack)
+        packed = packed + sinusoid(batch.net_depth, self.width).to(packed.dtype)
+        return self.net_pma(self.net_sab(packed, mask), mask)
+
+    def encode_chunks(self, batch: Batch, flat: torch.Tensor) -> torch.Tensor:
+        """(Q, width): one vector per chunk, streamed ``max_chunks_per_pass`` chunks at a time."""
+        padded = torch.cat([flat, flat.new_zeros(1)])  # index n_params reads a zero
+        out = flat.new_empty(batch.n_chunks, self.width)
+        step = self.max_chunks_per_pass
+        for group in batch.groups:
+            for lo in range(0, len(group.start), step):
+                sl = slice(lo, lo + step)
+                part = ChunkGroup(group.kernel_shape, group.start[sl], group.valid[sl], group.chunk_id[sl])
+                vecs = self._chunk_pass(part, padded, batch)
+                out = out.index_copy(0, part.chunk_id, vecs.to(out.dtype))
+        return out
+
+    def _chunk_pass(self, group: ChunkGroup, padded: torch.Tensor, batch: Batch) -> torch.Tensor:
+        if self.training and torch.is_grad_enabled() and batch.n_chunks > self.max_chunks_per_pass:
+            # Bounded memory when training on very large networks: recompute in backward.
+            out: torch.Tensor = checkpoint(self._chunk_forward, group, padded, batch, use_reentrant=False)
+            return out
+        return self._chunk_forward(group, padded, batch)
+
+    def _chunk_forward(self, group: ChunkGroup, padded: torch.Tensor, batch: Batch) -> torch.Tensor:
+        c, k = self.chunk_size, math.prod(group.kernel_shape)
+        elem = torch.arange(c, device=padded.device)
+        mask = elem[None, :] < group.valid[:, None]  # (S, c)
+        index = group.start[:, None, None] + (elem[None, :, None] * k + torch.arange(k, device=padded.device))
+        index = torch.where(mask[:, :, None], index, padded.shape[0] - 1)
+        x = self.lift(padded[index], group.kernel_shape)  # (S, c, width)
+        x = self.chunk_sab1(x, mask)
+        ids = group.chunk_id
+        enc = self.type_embedding(batch.chunk_type[ids]) + sinusoid(batch.chunk_depth[ids], self.width)
+        if self.chunk_position:
+            enc = enc + sinusoid(batch.chunk_pos[ids], self.width)
+        x = self.chunk_sab2(x + enc[:, None, :].to(x.dtype), mask)
+        return self.chunk_pma(x, mask)
+
+    def encode_chunk_sets(self, batch: Batch, chunks: torch.Tensor) -> torch.Tensor:
+        """(T, width): one vector per tensor, pooling at most ``max_set`` chunks per set."""
+        items = chunks
+        out = chunks.new_zeros(batch.n_tensors, self.width)
+        for level in batch.set_levels:
+            packed, mask = _gather_pack(items, level.pack)
+            hidden = self.set_sab(packed, mask) + sinusoid(level.owner, self.width)[:, None, :].to(packed.dtype)
+            pooled = self.set_pma(hidden, mask)
+            out = out.index_copy(0, level.final_ids, pooled[level.final])
+            items = pooled[~level.final]
+        return out
+
+    @staticmethod
+    def _pool(items: torch.Tensor, pack: torch.Tensor, sab: SetStack, pma: PMA) -> torch.Tensor:
+        packed, mask = _gather_pack(items, pack)
+        return pma(sab(packed, mask), mask)
+
+
+def _gather_pack(items: torch.Tensor, pack: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, h) items and an (S, L) index (-1 = padding) -> (S, L, h) and the (S, L) mask."""
+    mask = pack >= 0
+    padded = torch.cat([items, items.new_zeros(1, items.shape[1])])
+    return padded[torch.where(mask, pack, items.shape[0])], mask
+
+
+class SNENet(nn.Module):
+    """Encoder plus head: networks -> one prediction (a logit for ``bce``) each."""
+
+    def __init__(self, hidden: int = 64, **encoder_kwargs: object) -> None:
+        super().__init__()
+        self.encoder = SNEEncoder(**encoder_kwargs)  # type: ignore[arg-type]
+        width = self.encoder.width
+        self.head = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, 1))
+
+    def forward(self, batch: Batch, flat: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(batch, flat)).squeeze(-1)
+
+    def embed(self, batch: Batch, flat: torch.Tensor) -> torch.Tensor:
+        return self.encoder(batch, flat)
+
+
+_ = F  # functional API kept available for subclasses
