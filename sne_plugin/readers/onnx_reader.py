@@ -1,0 +1,463 @@
+"""Read weights from an ONNX model (an ``onnx.ModelProto`` or a path to a ``.onnx`` file).
+
+What is read, in the graph's node order (topological by the ONNX spec):
+
+* ``Conv``/``ConvTranspose`` (kind from the weight's dims), ``Gemm`` (``transB`` 0 or 1,
+  ``alpha``/``beta`` applied; ``transA`` only moves the data), ``MatMul`` whose second
+  input is a 2-d constant (the weight is stored ``(in, out)`` and is transposed to torch's
+  ``(out, in)``), with the bias taken from an ``Add`` of a 1-d constant that is the
+  MatMul's only consumer; ``BatchNormalization`` (scale and B; running statistics are
+  ignored), ``LayerNormalization``, ``InstanceNormalization``, ``GroupNormalization`` and
+  ``RMSNormalization`` as norms; ``Gather`` from a 2-d float constant as an embedding.
+  Dense layers inside an ``nn.MultiheadAttention`` (dynamo exports record the module
+  class) are attention layers.
+* Constants are initializers, ``Constant`` nodes, and the outputs of ``Identity``,
+  ``Cast``, ``Transpose`` and ``DequantizeLinear`` (QDQ weights, per-tensor or per-axis
+  scale and zero point) applied to constants. Integer constants (shapes, axes) are
+  never weights.
+* Any other op holding a float constant of more than one element (a learned positional
+  embedding added to the data, a layer-scale ``Mul``, ``PRelu``) is unreadable: an
+  ``SNEError`` under ``strict``, else a warning. Ops that only reshape or resample data
+  (``Reshape``, ``Resize``, ``Pad``, ``Clip`` ...) are not checked.
+* Names: the initializer's name without ``.weight`` when it is a real name used by one
+  layer; otherwise the torch module path from ``pkg.torch.onnx.name_scopes`` (dynamo
+  exports), else the node's name (legacy ``/fc1/Gemm`` gives ``fc1``).
+* ``is_chain`` is True when the data path is one line: no node takes two non-constant
+  inputs (a residual ``Add`` of two tensors, a ``Concat``) and no tensor feeds two nodes
+  (``Shape`` reads do not count).
+
+External data is resolved against the model's folder; a ``location`` that is absolute or
+leaves that folder is refused before any external file is opened.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sne_plugin._imports import optional_import
+from sne_plugin.errors import SNEError
+from sne_plugin.readers._common import Skipped, finish, make_layer
+from sne_plugin.weights import Layer, LayerKind, NetworkWeights
+
+__all__ = ["is_onnx_model", "read_onnx"]
+
+_CONV = {3: LayerKind.CONV1D, 4: LayerKind.CONV2D, 5: LayerKind.CONV3D}
+_CONV_T = {
+    3: LayerKind.CONV_TRANSPOSE1D,
+    4: LayerKind.CONV_TRANSPOSE2D,
+    5: LayerKind.CONV_TRANSPOSE3D,
+}
+_NORM_OPS = {
+    "BatchNormalization",
+    "LayerNormalization",
+    "InstanceNormalization",
+    "GroupNormalization",
+    "RMSNormalization",
+}
+_FOLDABLE = {"Identity", "Cast", "Transpose", "DequantizeLinear"}
+_SHAPE_READS = {"Shape", "Size"}
+_NOT_WEIGHTS = {
+    "Reshape",
+    "Expand",
+    "Slice",
+    "Squeeze",
+    "Unsqueeze",
+    "Tile",
+    "Pad",
+    "Resize",
+    "Upsample",
+    "Clip",
+    "Range",
+    "ConstantOfShape",
+    "QuantizeLinear",
+    "Shape",
+    "Size",
+}
+_GENERATED = re.compile(r"_?val_\d+|.*::.*|/.*|\d+|")
+_MHA_CLASS = "torch.nn.modules.activation.MultiheadAttention"
+
+
+def is_onnx_model(obj: object) -> bool:
+    """Whether ``obj`` is an ``onnx.ModelProto`` (checked without importing onnx).
+
+    >>> is_onnx_model("model.onnx")
+    False
+    """
+    cls = type(obj)
+    return cls.__name__ == "ModelProto" and cls.__module__.startswith("onnx")
+
+
+def read_onnx(model: object, *, strict: bool = True) -> NetworkWeights:
+    """The layers of an ONNX model or ``.onnx`` file (see the module docstring).
+
+    >>> import onnx, numpy as np
+    >>> from onnx import helper, numpy_helper
+    >>> w = numpy_helper.from_array(np.ones((3, 2), np.float32), "fc.weight")
+    >>> node = helper.make_node("Gemm", ["x", "fc.weight"], ["y"], transB=1)
+    >>> graph = helper.make_graph([node], "g", [], [], [w])
+    >>> read_onnx(helper.make_model(graph)).layers[0].spec
+    LayerSpec(kind=<LayerKind.DENSE: 'dense'>, name='fc', weight_shape=(3, 2), bias_shape=None)
+    """
+    proto: Any = model
+    source = "<onnx.ModelProto>"
+    if isinstance(model, (str, os.PathLike)):
+        proto, source = _load(Path(model)), str(model)
+    graph = _Graph(proto.graph, source)
+    found, skipped = graph.find_layers()
+    layers = _named_layers(found, graph, source)
+    meta: dict[str, object] = {"format": "onnx", "producer": proto.producer_name}
+    return finish(
+        layers, skipped, source=source, strict=strict, is_chain=graph.is_chain(), meta=meta
+    )
+
+
+# -- loading ---------------------------------------------------------------------------------
+
+
+def _load(path: Path) -> Any:
+    onnx = optional_import("onnx")
+    if not path.is_file():
+        raise SNEError(f"{path}: expected an existing .onnx file, found none")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise SNEError(
+            f"{path}: expected a valid ONNX model, but it could not be parsed "
+            f"(truncated or corrupt?): {_first_line(exc)}"
+        ) from None
+    _check_external(model, path)
+    try:
+        onnx.external_data_helper.load_external_data_for_model(model, str(path.parent))
+    except Exception as exc:
+        raise SNEError(
+            f"{path}: could not load the model's external data: {_first_line(exc)}"
+        ) from None
+    return model
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
+
+
+def _external_tensors(model: Any) -> list[Any]:
+    tensors = list(model.graph.initializer)
+    for node in model.graph.node:
+        tensors.extend(attr.t for attr in node.attribute if attr.HasField("t"))
+    return [t for t in tensors if t.data_location == 1]  # TensorProto.EXTERNAL
+
+
+def _check_external(model: Any, path: Path) -> None:
+    folder = path.parent.resolve()
+    for tensor in _external_tensors(model):
+        location = {entry.key: entry.value for entry in tensor.external_data}.get("location", "")
+        target = (folder / location).resolve()
+        if (
+            os.path.isabs(location)
+            or Path(location).is_absolute()
+            or not target.is_relative_to(folder)
+        ):
+            raise SNEError(
+                f"{path}: tensor {tensor.name!r} refers to external data at {location!r}; "
+                f"expected a relative path inside {str(folder)!r}; refusing to read it"
+            )
+
+
+# -- the graph ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Found:
+    kind: LayerKind
+    node: Any
+    weight: np.ndarray
+    bias: np.ndarray | None
+    origin: str
+    groups: int = 1
+
+
+class _Graph:
+    """Constants of a graph (folded through Identity/Cast/Transpose/DequantizeLinear)."""
+
+    def __init__(self, graph: Any, source: str) -> None:
+        self.graph, self.source = graph, source
+        self.numpy_helper = optional_import("onnx.numpy_helper")
+        self.helper = optional_import("onnx.helper")
+        self.protos: dict[str, Any] = {t.name: t for t in graph.initializer}
+        self.arrays: dict[str, np.ndarray] = {}
+        self.origin: dict[str, str] = {name: name for name in self.protos}
+        self.folded: set[int] = set()
+        self.consumers: dict[str, list[Any]] = {}
+        self.skipped = Skipped()
+        for node in graph.node:
+            for name in node.input:
+                self.consumers.setdefault(name, []).append(node)
+            self._fold(node)
+
+    # constants
+    def has(self, name: str) -> bool:
+        return name in self.protos or name in self.arrays
+
+    def const(self, name: str) -> np.ndarray | None:
+        if name not in self.arrays and name in self.protos:
+            self.arrays[name] = self._to_array(self.protos[name])
+        return self.arrays.get(name)
+
+    def float_const(self, name: str) -> np.ndarray | None:
+        value = self.const(name) if name else None
+        return value if value is not None and np.issubdtype(value.dtype, np.floating) else None
+
+    def _to_array(self, proto: Any) -> np.ndarray:
+        try:
+            array = np.asarray(self.numpy_helper.to_array(proto))
+        except Exception as exc:
+            raise SNEError(
+                f"{self.source}: could not read tensor {proto.name!r} "
+                f"(missing external data?): {_first_line(exc)}"
+            ) from None
+        if not np.issubdtype(array.dtype, np.number) and array.dtype != np.bool_:
+            array = array.astype(np.float32)  # bfloat16, float8 ... from ml_dtypes
+        return array
+
+    def _fold(self, node: Any) -> None:
+        if node.op_type == "Constant":
+            self._fold_constant(node)
+            return
+        inputs = [name for name in node.input if name]
+        if node.op_type not in _FOLDABLE or not inputs or not all(self.has(n) for n in inputs):
+            return
+        value = self._fold_op(node)
+        if value is not None:
+            self.arrays[node.output[0]] = value
+            self.origin[node.output[0]] = self.origin.get(node.input[0], node.input[0])
+            self.folded.add(id(node))
+
+    def _fold_constant(self, node: Any) -> None:
+        helper = self.helper
+        for attr in node.attribute:
+            if attr.name == "sparse_value":
+                continue
+            value = helper.get_attribute_value(attr)
+            array = self._to_array(value) if attr.name == "value" else np.asarray(value)
+            self.arrays[node.output[0]] = array
+            self.origin[node.output[0]] = node.output[0]
+            self.folded.add(id(node))
+
+    def _fold_op(self, node: Any) -> np.ndarray | None:
+        x = self.const(node.input[0])
+        attrs = {a.name: self.helper.get_attribute_value(a) for a in node.attribute}
+        if x is None:
+            return None
+        if node.op_type == "Identity":
+            return x
+        if node.op_type == "Cast":
+            return x.astype(self.helper.tensor_dtype_to_np_dtype(attrs["to"]))
+        if node.op_type == "Transpose":
+            return np.transpose(x, attrs.get("perm") or None)
+        return self._dequantize(node, x, attrs)
+
+    def _dequantize(self, node: Any, x: np.ndarray, attrs: dict[str, Any]) -> np.ndarray | None:
+        scale = self.const(node.input[1])
+        if scale is None or attrs.get("block_size", 0):
+            self.skipped.add(node.name or node.output[0], "DequantizeLinear (blocked quantization)")
+            return None
+        zero = self.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        axis = int(attrs.get("axis", 1)) % max(x.ndim, 1)
+        shape = [1] * x.ndim
+        if scale.size > 1:
+            shape[axis] = scale.size
+        centred = x.astype(np.float64) - (
+            0.0 if zero is None else zero.astype(np.float64).reshape(shape)
+        )
+        return (centred * scale.astype(np.float64).reshape(shape)).astype(scale.dtype)
+
+    # layers
+    def find_layers(self) -> tuple[list[_Found], Skipped]:
+        found: list[_Found] = []
+        used_adds: set[int] = set()
+        for node in self.graph.node:
+            if id(node) in self.folded or id(node) in used_adds:
+                continue
+            layer = self._layer(node, used_adds)
+            if layer is not None:
+                found.append(layer)
+            elif node.op_type not in _NOT_WEIGHTS and self._holds_weights(node):
+                self.skipped.add(_node_label(node), f"ONNX {node.op_type}")
+        return found, self.skipped
+
+    def _holds_weights(self, node: Any) -> bool:
+        return any((v := self.float_const(name)) is not None and v.size > 1 for name in node.input)
+
+    def _layer(self, node: Any, used_adds: set[int]) -> _Found | None:
+        op = node.op_type
+        if op in ("Conv", "ConvTranspose"):
+            return self._conv(node)
+        if op == "Gemm":
+            return self._gemm(node)
+        if op == "MatMul":
+            return self._matmul(node, used_adds)
+        if op in _NORM_OPS:
+            return self._norm(node)
+        if op == "Gather":
+            return self._gather(node)
+        return None
+
+    def _input(self, node: Any, index: int) -> np.ndarray | None:
+        return self.float_const(node.input[index]) if len(node.input) > index else None
+
+    def _conv(self, node: Any) -> _Found | None:
+        weight = self._input(node, 1)
+        if weight is None:
+            return None
+        kinds = _CONV_T if node.op_type == "ConvTranspose" else _CONV
+        if weight.ndim not in kinds:
+            raise SNEError(
+                f"{self.source}, node {_node_label(node)!r} ({node.op_type}): expected a "
+                f"weight of 3 to 5 dims, got shape {weight.shape}"
+            )
+        groups = int(_attrs(node, self.helper).get("group", 1))
+        return _Found(
+            kinds[weight.ndim], node, weight, self._input(node, 2), self.origin_of(node, 1), groups
+        )
+
+    def _gemm(self, node: Any) -> _Found | None:
+        b = self._input(node, 1)
+        if b is None or b.ndim != 2:
+            return None
+        attrs = _attrs(node, self.helper)
+        weight = (b if attrs.get("transB", 0) else b.T) * float(attrs.get("alpha", 1.0))
+        bias = self._input(node, 2)
+        if bias is not None:
+            bias = np.broadcast_to(bias, (weight.shape[0],)).copy() if bias.size == 1 else bias
+            bias = bias.reshape(-1) if bias.ndim == 2 and bias.shape[0] == 1 else bias
+            bias = bias * float(attrs.get("beta", 1.0))
+        return _Found(LayerKind.DENSE, node, weight.astype(b.dtype), bias, self.origin_of(node, 1))
+
+    def _matmul(self, node: Any, used_adds: set[int]) -> _Found | None:
+        b = self._input(node, 1)
+        if b is None or b.ndim != 2:
+            return None
+        weight = b.T
+        bias, add = self._following_bias(node.output[0], weight.shape[0])
+        if add is not None:
+            used_adds.add(id(add))
+        return _Found(LayerKind.DENSE, node, weight, bias, self.origin_of(node, 1))
+
+    def _following_bias(self, output: str, width: int) -> tuple[np.ndarray | None, Any]:
+        users = self.consumers.get(output, [])
+        if len(users) != 1 or users[0].op_type != "Add":
+            return None, None
+        add = users[0]
+        other = [name for name in add.input if name != output]
+        bias = self.float_const(other[0]) if len(other) == 1 else None
+        if bias is None or bias.ndim != 1 or bias.shape[0] != width:
+            return None, None
+        return bias, add
+
+    def _norm(self, node: Any) -> _Found | None:
+        scale = self._input(node, 1)
+        if scale is None:
+            return None
+        bias = self._input(node, 2) if node.op_type != "RMSNormalization" else None
+        return _Found(LayerKind.NORM, node, scale, bias, self.origin_of(node, 1))
+
+    def _gather(self, node: Any) -> _Found | None:
+        table = self._input(node, 0)
+        axis = int(_attrs(node, self.helper).get("axis", 0))
+        if table is None or table.ndim != 2 or axis != 0 or self.has(node.input[1]):
+            return None
+        return _Found(LayerKind.EMBEDDING, node, table, None, self.origin_of(node, 0))
+
+    def origin_of(self, node: Any, index: int) -> str:
+        name = node.input[index]
+        return self.origin.get(name, name)
+
+    # topology
+    def is_chain(self) -> bool:
+        static = set(self.protos) | set(self.arrays)
+        uses: Counter[str] = Counter(out.name for out in self.graph.output)
+        data_inputs = [i.name for i in self.graph.input if i.name not in static]
+        if len(data_inputs) > 1:
+            return False
+        for node in self.graph.node:
+            data = [name for name in node.input if name and name not in static]
+            if node.op_type in _SHAPE_READS or not data:
+                static.update(node.output)
+                continue
+            if len(data) > 1:
+                return False
+            uses.update(data)
+        return all(count <= 1 for count in uses.values())
+
+
+def _attrs(node: Any, helper: Any) -> dict[str, Any]:
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _node_label(node: Any) -> str:
+    return _scope(node) or node.name or (node.output[0] if node.output else node.op_type)
+
+
+def _metadata_list(node: Any, key: str) -> list[str]:
+    for prop in getattr(node, "metadata_props", ()):
+        if prop.key == key:
+            try:
+                value = ast.literal_eval(prop.value)
+            except (ValueError, SyntaxError):
+                return []
+            return [str(v) for v in value] if isinstance(value, (list, tuple)) else []
+    return []
+
+
+def _scope(node: Any) -> str:
+    """The torch module path of a dynamo-exported node ('' when unknown or the root)."""
+    scopes = _metadata_list(node, "pkg.torch.onnx.name_scopes")
+    return scopes[-2] if len(scopes) >= 2 else ""
+
+
+def _node_path(node: Any) -> str:
+    parts = [p for p in node.name.split("/") if p]
+    return parts[-2] if node.name.startswith("/") and len(parts) >= 2 else ""
+
+
+def _clean(name: str) -> str:
+    for suffix in (".weight", "_weight", ".scale"):
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _named_layers(found: list[_Found], graph: _Graph, source: str) -> list[Layer]:
+    shared = Counter(item.origin for item in found)
+    layers = []
+    for item in found:
+        name = _layer_name(item, shared[item.origin] > 1)
+        kind = item.kind
+        if kind is LayerKind.DENSE and _MHA_CLASS in _metadata_list(
+            item.node, "pkg.torch.onnx.class_hierarchy"
+        ):
+            kind = LayerKind.ATTENTION
+        weight = torch.from_numpy(np.ascontiguousarray(item.weight))
+        bias = None if item.bias is None else torch.from_numpy(np.ascontiguousarray(item.bias))
+        layers.append(make_layer(kind, name, weight, bias, source=source, groups=item.groups))
+    return layers
+
+
+def _layer_name(item: _Found, shared: bool) -> str:
+    real = not _GENERATED.fullmatch(item.origin)
+    if real and not shared:
+        return _clean(item.origin)
+    by_node = _scope(item.node) or _node_path(item.node)
+    if by_node:
+        return by_node
+    label = item.node.name or item.node.output[0]
+    return f"{_clean(item.origin)}@{label}" if real else label

@@ -1,0 +1,206 @@
+"""Read the weights of a ``torch.nn.Module``.
+
+Layers come in *registration order* (the order of ``named_children``, depth first), which
+is the execution order of ordinary models such as ``nn.Sequential`` stacks and modules that
+create their sub-modules in the order ``forward`` uses them. It is not inferred from a
+forward pass, because the input shape is not known in general. One exception is made:
+``nn.TransformerEncoderLayer`` is read in its execution order (attention, norm1, linear1,
+linear2, norm2; or norm1, attention, norm2, linear1, linear2 when ``norm_first``).
+
+Each tensor is copied (detached and cloned), so the result is a snapshot of the module.
+A norm without affine parameters has no weights and is skipped silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from sne_plugin.errors import SNEError
+from sne_plugin.readers._common import Skipped, finish, make_layer
+from sne_plugin.weights import Layer, LayerKind, NetworkWeights
+
+__all__ = ["read_module"]
+
+_CONV_KINDS: tuple[tuple[type[nn.Module], LayerKind], ...] = (
+    (nn.ConvTranspose1d, LayerKind.CONV_TRANSPOSE1D),
+    (nn.ConvTranspose2d, LayerKind.CONV_TRANSPOSE2D),
+    (nn.ConvTranspose3d, LayerKind.CONV_TRANSPOSE3D),
+    (nn.Conv1d, LayerKind.CONV1D),
+    (nn.Conv2d, LayerKind.CONV2D),
+    (nn.Conv3d, LayerKind.CONV3D),
+)
+_NORMS = (
+    nn.modules.batchnorm._NormBase,  # BatchNorm*, InstanceNorm*, SyncBatchNorm
+    nn.LayerNorm,
+    nn.GroupNorm,
+    nn.RMSNorm,
+    nn.LocalResponseNorm,
+)
+_PASSIVE_MODULES = (
+    "torch.nn.modules.activation",
+    "torch.nn.modules.dropout",
+    "torch.nn.modules.pooling",
+    "torch.nn.modules.flatten",
+    "torch.nn.modules.linear",  # nn.Identity lives here; Linear is a layer anyway
+    "torch.nn.modules.padding",
+    "torch.nn.modules.pixelshuffle",
+    "torch.nn.modules.upsampling",
+)
+
+
+def read_module(module: nn.Module, *, strict: bool = True) -> NetworkWeights:
+    """The layers of ``module`` in registration order (see the module docstring).
+
+    >>> from torch import nn
+    >>> net = read_module(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)))
+    >>> [layer.spec.weight_shape for layer in net], net.is_chain
+    ([(8, 4), (2, 8)], True)
+    """
+    source = f"<{type(module).__name__} module>"
+    layers: list[Layer] = []
+    skipped = Skipped()
+    for name, sub in _walk(module, ""):
+        layers.extend(_read_one(name or "<root>", sub, skipped, source))
+    return finish(layers, skipped, source=source, strict=strict, is_chain=_is_chain(module))
+
+
+def _children(module: nn.Module) -> list[tuple[str, nn.Module]]:
+    children = dict(module.named_children())
+    if isinstance(module, nn.TransformerEncoderLayer):
+        order = ["self_attn", "norm1", "linear1", "linear2", "norm2"]
+        if module.norm_first:
+            order = ["norm1", "self_attn", "norm2", "linear1", "linear2"]
+        order += [key for key in children if key not in order]
+        return [(key, children[key]) for key in order if key in children]
+    return list(children.items())
+
+
+def _walk(
+    module: nn.Module, prefix: str, seen: set[int] | None = None
+) -> Iterator[tuple[str, nn.Module]]:
+    """Modules depth first, each once (a shared module is read where it is first registered)."""
+    seen = set() if seen is None else seen
+    if id(module) in seen:
+        return
+    seen.add(id(module))
+    yield prefix, module
+    if _reads_whole(module):
+        return
+    for name, child in _children(module):
+        yield from _walk(child, f"{prefix}.{name}" if prefix else name, seen)
+
+
+def _reads_whole(module: nn.Module) -> bool:
+    """Modules whose every parameter (children and parametrizations too) one reader covers."""
+    return isinstance(module, (nn.MultiheadAttention, nn.Linear, nn.Embedding, nn.EmbeddingBag))
+
+
+def _tensor(value: torch.Tensor | None) -> torch.Tensor | None:
+    return None if value is None else value.detach().clone()
+
+
+def _read_one(name: str, module: nn.Module, skipped: Skipped, source: str) -> list[Layer]:
+    _refuse_lazy(name, module, source)
+    if isinstance(module, nn.MultiheadAttention):
+        return _read_attention(name, module, skipped, source)
+    if isinstance(module, nn.Linear):
+        return [
+            make_layer(
+                LayerKind.DENSE, name, _tensor(module.weight), _tensor(module.bias), source=source
+            )
+        ]
+    if isinstance(module, (nn.Embedding, nn.EmbeddingBag)):
+        return [make_layer(LayerKind.EMBEDDING, name, _tensor(module.weight), None, source=source)]
+    for cls, kind in _CONV_KINDS:
+        if isinstance(module, cls):
+            return [_read_conv(name, module, kind, source)]
+    if isinstance(module, _NORMS):
+        return _read_norm(name, module, source)
+    own = [key for key, _ in module.named_parameters(recurse=False)]
+    if own and not _is_parametrization(module):
+        skipped.add(name, f"{type(module).__name__} with parameters {', '.join(own)}")
+    return []
+
+
+def _refuse_lazy(name: str, module: nn.Module, source: str) -> None:
+    for key, param in module.named_parameters(recurse=False):
+        if isinstance(param, nn.parameter.UninitializedParameter):
+            raise SNEError(
+                f"{source}, module {name!r} ({type(module).__name__}): expected initialized "
+                f"parameters, got an uninitialized {key!r}; run one forward pass first"
+            )
+
+
+def _is_parametrization(module: nn.Module) -> bool:
+    return type(module).__module__.startswith("torch.nn.utils.parametriz")
+
+
+def _read_conv(name: str, module: nn.Module, kind: LayerKind, source: str) -> Layer:
+    groups = int(getattr(module, "groups", 1))
+    weight = _tensor(getattr(module, "weight", None))
+    return make_layer(
+        kind, name, weight, _tensor(getattr(module, "bias", None)), source=source, groups=groups
+    )
+
+
+def _read_norm(name: str, module: nn.Module, source: str) -> list[Layer]:
+    weight = getattr(module, "weight", None)
+    if not isinstance(weight, torch.Tensor):
+        return []  # no affine parameters: nothing to read
+    bias = getattr(module, "bias", None)
+    bias = bias if isinstance(bias, torch.Tensor) else None
+    return [make_layer(LayerKind.NORM, name, _tensor(weight), _tensor(bias), source=source)]
+
+
+def _read_attention(
+    name: str, module: nn.MultiheadAttention, skipped: Skipped, source: str
+) -> list[Layer]:
+    kind = LayerKind.ATTENTION
+    layers = []
+    if module.in_proj_weight is not None:
+        layers.append(
+            make_layer(
+                kind,
+                f"{name}.in_proj",
+                _tensor(module.in_proj_weight),
+                _tensor(module.in_proj_bias),
+                source=source,
+            )
+        )
+    else:
+        biases = (None, None, None) if module.in_proj_bias is None else module.in_proj_bias.chunk(3)
+        for part, bias in zip(("q", "k", "v"), biases):
+            weight = getattr(module, f"{part}_proj_weight")
+            layers.append(
+                make_layer(
+                    kind, f"{name}.{part}_proj", _tensor(weight), _tensor(bias), source=source
+                )
+            )
+    out = module.out_proj
+    layers.append(
+        make_layer(kind, f"{name}.out_proj", _tensor(out.weight), _tensor(out.bias), source=source)
+    )
+    extra = [key for key in ("bias_k", "bias_v") if getattr(module, key, None) is not None]
+    if extra:
+        skipped.add(name, f"MultiheadAttention with parameters {', '.join(extra)}")
+    return layers
+
+
+def _is_chain(module: nn.Module) -> bool:
+    """True for a (nested) ``nn.Sequential`` of layers, norms, activations, dropout, pooling."""
+    if type(module) is not nn.Sequential:
+        return False
+    return all(_is_chain(child) or _is_chain_piece(child) for child in module.children())
+
+
+def _is_chain_piece(module: nn.Module) -> bool:
+    if isinstance(module, nn.MultiheadAttention):
+        return False
+    readable = (nn.Linear, nn.Embedding, *(cls for cls, _ in _CONV_KINDS), *_NORMS)
+    if isinstance(module, readable):
+        return True
+    has_parts = any(True for _ in module.children()) or any(True for _ in module.parameters())
+    return type(module).__module__ in _PASSIVE_MODULES and not has_parts
