@@ -16,10 +16,19 @@ __all__ = ["MAB", "PMA", "SAB", "SetStack"]
 
 
 class MAB(nn.Module):
-    """Multi-head attention block: queries from ``x``, keys and values from ``y``."""
+    """Multi-head attention block: queries from ``x``, keys and values from ``y``.
 
-    def __init__(self, dim: int, heads: int, ffn_mult: int = 2) -> None:
+    ``norm_first`` (the default) normalises the inputs of attention and of the feed-forward
+    layer and leaves the residual stream alone: H = X + MultiHead(LN(X), LN(Y)),
+    out = H + rFF(LN(H)). Decision: the Set Transformer's post-norm form LN(X + ...)
+    rescales every element's features, which erases the weight magnitudes that carry much
+    of the signal about generalization; with ``norm_first=False`` the block is the original
+    post-norm MAB.
+    """
+
+    def __init__(self, dim: int, heads: int, ffn_mult: int = 2, norm_first: bool = True) -> None:
         super().__init__()
+        self.norm_first = norm_first
         if dim % heads:
             raise ValueError(f"width must be a multiple of heads, but got {dim=} and {heads=}.")
         self.heads = heads
@@ -31,22 +40,28 @@ class MAB(nn.Module):
         self.ff = nn.Sequential(nn.Linear(dim, ffn_mult * dim), nn.GELU(), nn.Linear(ffn_mult * dim, dim))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if self.norm_first:
+            hidden = x + self._attend(self.ln1(x), self.ln1(y), key_mask)
+            return hidden + self.ff(self.ln2(hidden))
+        hidden = self.ln1(x + self._attend(x, y, key_mask))
+        return self.ln2(hidden + self.ff(hidden))
+
+    def _attend(self, x: torch.Tensor, y: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
         b, lq, d = x.shape
         lk, h = y.shape[1], self.heads
         q = self.q(x).view(b, lq, h, d // h).transpose(1, 2)
         k, v = self.kv(y).view(b, lk, 2, h, d // h).permute(2, 0, 3, 1, 4)
         mask = None if key_mask is None else key_mask[:, None, None, :]
         attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        hidden = self.ln1(x + self.out(attended.transpose(1, 2).reshape(b, lq, d)))
-        return self.ln2(hidden + self.ff(hidden))
+        return self.out(attended.transpose(1, 2).reshape(b, lq, d))
 
 
 class SAB(nn.Module):
     """Set attention block: MAB of a set with itself."""
 
-    def __init__(self, dim: int, heads: int, ffn_mult: int = 2) -> None:
+    def __init__(self, dim: int, heads: int, ffn_mult: int = 2, norm_first: bool = True) -> None:
         super().__init__()
-        self.mab = MAB(dim, heads, ffn_mult)
+        self.mab = MAB(dim, heads, ffn_mult, norm_first)
 
     def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
         return self.mab(x, x, key_mask)
@@ -55,9 +70,9 @@ class SAB(nn.Module):
 class SetStack(nn.Module):
     """``depth`` SABs in a row."""
 
-    def __init__(self, dim: int, heads: int, depth: int = 2, ffn_mult: int = 2) -> None:
+    def __init__(self, dim: int, heads: int, depth: int = 2, ffn_mult: int = 2, norm_first: bool = True) -> None:
         super().__init__()
-        self.blocks = nn.ModuleList(SAB(dim, heads, ffn_mult) for _ in range(depth))
+        self.blocks = nn.ModuleList(SAB(dim, heads, ffn_mult, norm_first) for _ in range(depth))
 
     def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
         for block in self.blocks:
@@ -68,11 +83,11 @@ class SetStack(nn.Module):
 class PMA(nn.Module):
     """Pooling by multi-head attention with one learned seed: a set of vectors -> one vector."""
 
-    def __init__(self, dim: int, heads: int, ffn_mult: int = 2) -> None:
+    def __init__(self, dim: int, heads: int, ffn_mult: int = 2, norm_first: bool = True) -> None:
         super().__init__()
         self.seed = nn.Parameter(torch.randn(1, 1, dim) * dim**-0.5)
         self.pre = nn.Sequential(nn.Linear(dim, dim), nn.GELU())
-        self.mab = MAB(dim, heads, ffn_mult)
+        self.mab = MAB(dim, heads, ffn_mult, norm_first)
 
     def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
         seed = self.seed.expand(x.shape[0], 1, x.shape[2])

@@ -1,0 +1,69 @@
+"""Estimator input: X (a list of networks in any supported form) -> NetworkWeights."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from sne_plugin.errors import SNEError, describe
+from sne_plugin.weights import Layer, LayerKind, NetworkWeights
+
+__all__ = ["as_networks", "check_targets"]
+
+
+def as_networks(X: object, *, strict: bool = True) -> list[NetworkWeights]:
+    """Read every item of ``X`` as one network.
+
+    ``X`` is a list (or tuple) whose items are anything :func:`sne_plugin.read_weights`
+    accepts. One convention makes numeric matrices usable too: a 2-D float array of shape
+    ``(n, d)`` is read as ``n`` networks, each a single dense layer whose ``(1, d)`` weight
+    is the row. (A list of lists of floats is *not* a matrix here: each item is a network.)
+    """
+    if isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype != object:
+        return _rows_as_networks(X)
+    if isinstance(X, NetworkWeights) or not isinstance(X, (Sequence, np.ndarray)) or isinstance(X, (str, bytes)):
+        raise SNEError(f"expected a list of networks (one item per network), got {describe(X)}")
+    items = list(X)
+    if all(isinstance(item, NetworkWeights) for item in items):
+        return items
+    from sne_plugin.readers import read_many
+
+    return read_many(items, strict=strict)
+
+
+def _rows_as_networks(X: np.ndarray) -> list[NetworkWeights]:
+    if not (np.issubdtype(X.dtype, np.number) or X.dtype == np.bool_):
+        raise SNEError(f"expected a numeric 2-D array of networks, got dtype {X.dtype}")
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise SNEError(f"expected a non-empty 2-D array of networks, got shape {X.shape}")
+    import torch
+
+    rows = torch.as_tensor(np.asarray(X, dtype=np.float32))
+    return [
+        NetworkWeights((Layer(LayerKind.DENSE, "row", rows[i : i + 1]),), source=f"X[{i}]", is_chain=True)
+        for i in range(len(rows))
+    ]
+
+
+def check_targets(y: object, n: int, *, loss: str) -> np.ndarray:
+    """``y`` as a float64 vector of length ``n``; finite; inside [0, 1] for ``bce``."""
+    try:
+        target = np.asarray(y, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise SNEError(f"expected numeric targets y, got {describe(y)}") from None
+    if target.ndim == 2 and target.shape[1] == 1:
+        target = target[:, 0]
+    if target.ndim != 1:
+        raise SNEError(f"expected a 1-d target vector y, got shape {target.shape}")
+    if len(target) != n:
+        raise SNEError(f"X has {n} networks but y has {len(target)} targets; they must match")
+    bad = np.flatnonzero(~np.isfinite(target))
+    if len(bad):
+        raise SNEError(f"y has {len(bad)} NaN/inf targets (first at index {bad[0]})")
+    if loss == "bce" and (target.min() < 0 or target.max() > 1):
+        raise SNEError(
+            f"loss='bce' needs targets in [0, 1] (accuracies), got values in "
+            f"[{target.min():.4g}, {target.max():.4g}]; use loss='mse' for unbounded targets"
+        )
+    return target
