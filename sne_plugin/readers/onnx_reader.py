@@ -198,7 +198,10 @@ class _Graph:
         self.folded: set[int] = set()
         self.consumers: dict[str, list[Any]] = {}
         self.skipped = Skipped()
-        for node in graph.node:
+        # One list of node objects, held for the reader's life: protobuf may hand out a new
+        # wrapper (with a recycled id) on each access to graph.node, and ids mark nodes here.
+        self.nodes: list[Any] = list(graph.node)
+        for node in self.nodes:
             for name in node.input:
                 self.consumers.setdefault(name, []).append(node)
             self._fold(node)
@@ -284,7 +287,7 @@ class _Graph:
     def find_layers(self) -> tuple[list[_Found], Skipped]:
         found: list[_Found] = []
         used_adds: set[int] = set()
-        for node in self.graph.node:
+        for node in self.nodes:
             if id(node) in self.folded or id(node) in used_adds:
                 continue
             layer = self._layer(node, used_adds)
@@ -388,7 +391,7 @@ class _Graph:
         data_inputs = [i.name for i in self.graph.input if i.name not in static]
         if len(data_inputs) > 1:
             return False
-        for node in self.graph.node:
+        for node in self.nodes:
             data = [name for name in node.input if name and name not in static]
             if node.op_type in _SHAPE_READS or not data:
                 static.update(node.output)
@@ -446,8 +449,8 @@ def _named_layers(found: list[_Found], graph: _Graph, source: str) -> list[Layer
             item.node, "pkg.torch.onnx.class_hierarchy"
         ):
             kind = LayerKind.ATTENTION
-        weight = torch.from_numpy(np.ascontiguousarray(item.weight))
-        bias = None if item.bias is None else torch.from_numpy(np.ascontiguousarray(item.bias))
+        weight = torch.from_numpy(np.array(item.weight))
+        bias = None if item.bias is None else torch.from_numpy(np.array(item.bias))
         layers.append(make_layer(kind, name, weight, bias, source=source, groups=item.groups))
     return layers
 
