@@ -18,10 +18,10 @@ __all__ = ["lookup", "text_histogram"]
 def lookup(table: Mapping[str, T], name: str, what: str) -> T:
     """``table[name]`` or an SNEError that lists the choices and suggests the closest.
 
-    >>> lookup({"digits": 1, "shapes": 2}, "digit", "dataset")
+    >>> lookup({"digits": 1, "shapes": 2}, "digit", "dataset")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    sne_plugin.errors.SNEError: unknown dataset 'digit'; did you mean 'digits'? (choices: digits, shapes)
+    sne_plugin.errors.SNEError: unknown dataset 'digit'; did you mean 'digits'? ...
     """
     if name in table:
         return table[name]
@@ -35,7 +35,7 @@ def text_histogram(values: Iterable[float], *, bins: int = 10, width: int = 40,
     """A text histogram of ``values`` on ``[lo, hi]`` plus its 5/25/50/75/95% quantiles.
 
     >>> print(text_histogram([0.1, 0.5, 0.55, 0.9], bins=2, width=4))
-    [0.00, 0.50)     1 ##
+    [0.00, 0.50)     1 #
     [0.50, 1.00]     3 ####
     quantiles  5%:0.16 25%:0.40 50%:0.53 75%:0.64 95%:0.85  (n=4)
     """

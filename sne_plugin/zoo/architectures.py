@@ -211,5 +211,5 @@ def _module_layers(name: str, module: nn.Module) -> list[Layer]:
     kinds = {nn.Conv2d: LayerKind.CONV2D, nn.Linear: LayerKind.DENSE,
              nn.BatchNorm2d: LayerKind.NORM, nn.LayerNorm: LayerKind.NORM}
     if type(module) in kinds:
-        return [Layer(kinds[type(module)], name, t(module.weight), t(module.bias))]  # type: ignore[index,arg-type]
+        return [Layer(kinds[type(module)], name, t(module.weight), t(module.bias))]  # type: ignore[arg-type]
     return []

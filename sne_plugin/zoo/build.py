@@ -27,7 +27,15 @@ from sne_plugin.zoo._util import lookup, text_histogram
 from sne_plugin.zoo.architectures import ACTIVATIONS, ARCHITECTURES
 from sne_plugin.zoo.datasets import DATASETS, load_dataset
 from sne_plugin.zoo.store import FORMAT, VERSION, Zoo, ZooWriter, architecture_spec, load_zoo
-from sne_plugin.zoo.train import HPARAM_KEYS, INITS, OPTIMIZERS, ModelResult, TrainJob, run_job, sample_hparams
+from sne_plugin.zoo.train import (
+    HPARAM_KEYS,
+    INITS,
+    OPTIMIZERS,
+    ModelResult,
+    TrainJob,
+    run_job,
+    sample_hparams,
+)
 
 __all__ = ["build_zoo", "plan_jobs"]
 

@@ -28,6 +28,7 @@ import os
 import pickle
 from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -197,7 +198,7 @@ def _draw(char: str, font: object, stroke: int) -> np.ndarray:
 
 
 def _glyph_image(char: str, source: str, rng: np.random.Generator) -> np.ndarray:
-    """One glyph: random size, stroke and rotation, fit into 32x32 with random scale and a small shift."""
+    """One glyph: random size, stroke and rotation, fit into 32x32, random scale, small shift."""
     image_mod = optional_import("PIL.Image")
     font = _open_font(source, int(rng.integers(22, 34)))
     arr = _draw(char, font, int(rng.integers(0, 3)))
@@ -271,7 +272,7 @@ def _find(folder: Path, stem: str) -> Path:
 
 def _read_idx(path: Path) -> np.ndarray:
     """An IDX file (MNIST's format): a big-endian magic (type 0x08, ndim), dims, then uint8."""
-    raw = gzip.open(path).read() if path.suffix == ".gz" else path.read_bytes()
+    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise SNEError(f"{path}: not an IDX file of unsigned bytes (bad magic {raw[:4]!r})")
     ndim = raw[3]
@@ -306,8 +307,9 @@ class _CifarUnpickler(pickle.Unpickler):
     """Unpickles only what CIFAR-10's published python batches contain (dicts, lists, bytes,
     numpy arrays); any other global is refused, so a foreign pickle cannot run code."""
 
-    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-                ("numpy", "ndarray"), ("numpy", "dtype")}
+    _ALLOWED: ClassVar[set[tuple[str, str]]] = {
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
 
     def find_class(self, module: str, name: str) -> object:
         if (module, name) in self._ALLOWED:

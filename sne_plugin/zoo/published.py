@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import itertools
 import json
 import math
 import os
@@ -196,12 +197,13 @@ class SmallCNNZooNet(nn.Module):
                  kernel: int = 3, activation: str = "relu") -> None:
         super().__init__()
         self.convs = nn.ModuleList(nn.Conv2d(a, b, kernel, stride=2)
-                                   for a, b in zip(channels[:-1], channels[1:]))
+                                   for a, b in itertools.pairwise(channels))
         self.head = nn.Linear(channels[-1], num_classes)
         self.act = {"relu": nn.ReLU(), "tanh": nn.Tanh()}.get(activation, nn.ReLU())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for conv in self.convs:
+            assert isinstance(conv, nn.Conv2d)
             x = self.act(conv(_tf_same_pad(x, conv.kernel_size[0], conv.stride[0])))
         return self.head(x.mean(dim=(2, 3)))
 
@@ -241,7 +243,8 @@ def load_model_zoo(path: str | os.PathLike[str], *, epochs: tuple[int | str, ...
     folders = sorted(p.parent for p in root.glob("*/result.json"))
     if not folders:
         raise SNEError(f"{root}: no model folders (expected sub-folders with result.json)")
-    records, nets = [], {e: [] for e in epochs}  # type: dict[int | str, list[NetworkWeights]]
+    records: list[dict[str, Any]] = []
+    nets: dict[int | str, list[NetworkWeights]] = {e: [] for e in epochs}
     for i, folder in enumerate(folders):
         rec, checkpoints = _model_zoo_entry(i, folder)
         records.append(rec)
@@ -279,10 +282,10 @@ def _checkpoint_weights(folder: Path, checkpoints: dict[int, Path],
     e = max(checkpoints) if epoch == "final" else epoch
     if e not in checkpoints:
         raise SNEError(f"{folder}: no checkpoint for epoch {epoch!r}; have {sorted(checkpoints)}")
-    state = torch.load(checkpoints[e], map_location="cpu", weights_only=True)  # type: ignore[index]
+    state = torch.load(checkpoints[e], map_location="cpu", weights_only=True)
     if isinstance(state, dict) and isinstance(state.get("model_state_dict"), dict):
         state = state["model_state_dict"]
-    net = state_dict_weights(state, source=str(checkpoints[e]))  # type: ignore[index]
+    net = state_dict_weights(state, source=str(checkpoints[e]))
     net.meta.update(epoch=e)
     return net
 

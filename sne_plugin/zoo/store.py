@@ -53,7 +53,8 @@ class BaseZoo:
         """One value per record, as float array (e.g. ``"test_acc"``, ``"train_acc"``)."""
         missing = [r.get("id") for r in self.records if key not in r]
         if missing:
-            raise SNEError(f"records {missing[:5]} have no {key!r}; keys: {sorted(self.records[0])}")
+            raise SNEError(f"records {missing[:5]} have no {key!r}; "
+                           f"keys: {sorted(self.records[0])}")
         return np.array([float(r[key]) for r in self.records], dtype=np.float64)
 
     def hparams_matrix(self) -> np.ndarray:
@@ -101,7 +102,8 @@ class Zoo(BaseZoo):
 
     def __repr__(self) -> str:
         m = self.manifest
-        return f"Zoo({str(self.path)!r}, arch={m['arch']!r}, dataset={m['dataset']!r}, n={len(self)})"
+        return (f"Zoo({str(self.path)!r}, arch={m['arch']!r}, dataset={m['dataset']!r}, "
+                f"n={len(self)})")
 
     def weights(self, epoch: int | str = "final") -> list[NetworkWeights]:
         """Every model's weights at ``epoch`` (an int, or ``"final"``) in record order."""
@@ -216,7 +218,8 @@ class ZooWriter:
             old = read_manifest(self.path)
             diff = [k for k in manifest if k != "n_models" and old.get(k) != manifest[k]]
             if diff:
-                raise SNEError(f"{self.path} holds a zoo built with other settings ({', '.join(diff)}: "
+                raise SNEError(f"{self.path} holds a zoo built with other settings "
+                               f"({', '.join(diff)}: "
                                f"{[old.get(k) for k in diff]} != {[manifest[k] for k in diff]}); "
                                "use another path")
         text = json.dumps(manifest, indent=1).encode()
@@ -236,7 +239,7 @@ class ZooWriter:
         rel = f"weights/{int(record['id']):06d}.npz"
         arrays = {f"epoch{e}/{k}": v for e, state in weights.items() for k, v in state.items()}
         tmp = self.path / (rel + ".tmp")
-        _fsync_write(tmp, lambda f: np.savez_compressed(f, **arrays))
+        _fsync_write(tmp, lambda f: np.savez_compressed(f, **arrays))  # type: ignore[arg-type]
         os.replace(tmp, self.path / rel)
         line = json.dumps({**record, "file": rel}) + "\n"
         with open(self.path / "models.jsonl", "ab") as f:

@@ -138,7 +138,8 @@ def batch_schedule(n_train: int, hp: dict[str, Any], seed: int) -> tuple[np.ndar
 
 def run_job(job: TrainJob) -> list[ModelResult]:
     """Train every model of ``job``; uses the vmap trainer where the architecture allows."""
-    Xtr, ytr, Xte, yte = (torch.from_numpy(a) for a in load_dataset(job.dataset, **job.dataset_args))
+    arrays = load_dataset(job.dataset, **job.dataset_args)
+    Xtr, ytr, Xte, yte = (torch.from_numpy(a) for a in arrays)
     shape = tuple(Xtr.shape[1:])
     nets = [init_model(job.arch, hp, s, shape) for hp, s in zip(job.hparams, job.seeds)]  # type: ignore[arg-type]
     plans = [batch_schedule(len(Xtr), hp, s) for hp, s in zip(job.hparams, job.seeds)]
@@ -295,7 +296,8 @@ def _train_vmap(nets: list[ZooNet], hparams: list[dict[str, Any]],
     params = _stack(nets)
     opt = StackedOptimizer(hparams, params)
     sched, steps = _padded_schedule(plans)
-    per_epoch = np.array([max(len(b) // max(hp["epochs"], 1), 1) for (_, b), hp in zip(plans, hparams)])
+    per_epoch = np.array([max(len(b) // max(hp["epochs"], 1), 1)
+                          for (_, b), hp in zip(plans, hparams)])
     drop = torch.tensor([hp["dropout"] for hp in hparams], dtype=torch.float32).view(-1, 1, 1)
     forward = vmap(_model_forward(nets[0]))
     n_feat = nets[0].head.in_features
