@@ -111,7 +111,11 @@ def _read_split_attention(
     prefix: str, entry: dict[str, object], used: set[str], source: str
 ) -> list[Layer]:
     bias = entry.get("in_proj_bias")
-    biases = [None, None, None] if bias is None else list(_as_torch(bias, prefix, source).chunk(3))
+    biases = (
+        [None, None, None]
+        if bias is None
+        else list(_as_torch(bias, f"{source}, layer {prefix!r}", "bias").chunk(3))
+    )
     layers = []
     for part, part_bias in zip(("q", "k", "v"), biases):
         key = f"{part}_proj_weight"
@@ -132,7 +136,7 @@ def _read_split_attention(
 def _read_weight_bias(
     name: str, entry: dict[str, object], attention: set[str], source: str
 ) -> Layer:
-    weight = _as_torch(entry["weight"], name, source)
+    weight = _as_torch(entry["weight"], f"{source}, layer {name!r}")
     parent, _, leaf = name.rpartition(".")
     if "running_mean" in entry or weight.dim() == 1:
         kind = LayerKind.NORM
@@ -147,28 +151,25 @@ def _maybe_tensor(value: object) -> torch.Tensor | None:
     return value if isinstance(value, torch.Tensor) else None
 
 
-def _as_torch(value: object, name: str, source: str) -> torch.Tensor:
-    """The weight as a tensor (via a throw-away layer's checks, so the messages match)."""
+def _as_torch(value: object, where: str, what: str = "weight") -> torch.Tensor:
+    """``value`` as a tensor of at least one dim, or an SNEError naming ``where``."""
     if isinstance(value, torch.Tensor):
         if value.dim() == 0:
-            raise SNEError(
-                f"{source}, layer {name!r}: expected an array as weight, got a 0-d scalar"
-            )
+            raise SNEError(f"{where}: expected an array as {what}, got a 0-d scalar")
         return value.detach()
     try:
         array = np.asarray(value)
     except Exception as exc:
         raise SNEError(
-            f"{source}, layer {name!r}: expected a numeric array as weight, "
-            f"got {describe(value)} ({exc})"
+            f"{where}: expected a numeric array as {what}, got {describe(value)} ({exc})"
         ) from None
     if array.dtype == object or not np.issubdtype(array.dtype, np.number):
         raise SNEError(
-            f"{source}, layer {name!r}: expected a numeric array as weight, "
+            f"{where}: expected a numeric array as {what}, "
             f"got {describe(value)} with dtype {array.dtype}"
         )
     if array.ndim == 0:
-        raise SNEError(f"{source}, layer {name!r}: expected an array as weight, got a 0-d scalar")
+        raise SNEError(f"{where}: expected an array as {what}, got a 0-d scalar")
     return torch.from_numpy(np.ascontiguousarray(array))
 
 
@@ -211,9 +212,11 @@ def read_sequence(items: Sequence[object], *, source: str = "<list>") -> Network
                     f"got a tuple of {len(pair)} items"
                 )
             weight, bias = pair
-            layers.append(_bare_layer(name, _as_torch(weight, name, source), bias, source))
+            layers.append(
+                _bare_layer(name, _as_torch(weight, f"{source}, layer {name!r}"), bias, source)
+            )
             continue
-        array = _as_torch(item, f"item {i}", source)
+        array = _as_torch(item, f"{source}, item {i}")
         if array.dim() >= 2:
             if pending is not None:
                 layers.append(_bare_layer(f"layer{len(layers)}", pending, None, source))
