@@ -24,7 +24,7 @@ What is read, in the graph's node order (topological by the ONNX spec):
   exports), else the node's name (legacy ``/fc1/Gemm`` gives ``fc1``).
 * ``is_chain`` is True when the data path is one line: no node takes two non-constant
   inputs (a residual ``Add`` of two tensors, a ``Concat``) and no tensor feeds two nodes
-  (``Shape`` reads do not count).
+  (``Shape`` reads do not count), with one graph input and one graph output.
 
 External data is resolved against the model's folder; a ``location`` that is absolute or
 leaves that folder is refused before any external file is opened.
@@ -389,7 +389,7 @@ class _Graph:
         static = set(self.protos) | set(self.arrays)
         uses: Counter[str] = Counter(out.name for out in self.graph.output)
         data_inputs = [i.name for i in self.graph.input if i.name not in static]
-        if len(data_inputs) > 1:
+        if len(data_inputs) > 1 or len(self.graph.output) > 1:
             return False
         for node in self.nodes:
             data = [name for name in node.input if name and name not in static]

@@ -199,3 +199,15 @@ def test_read_many_reads_every_form(tmp_path: Path) -> None:
     )
     assert [len(net) for net in nets] == [1, 1, 1]
     assert read_many(np.array([nets[0], nets[1]], dtype=object)) == [nets[0], nets[1]]
+
+
+def test_onnx_is_imported_only_when_an_onnx_model_is_read() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch, sne_plugin; from sne_plugin.readers import read_weights; "
+        "read_weights(torch.nn.Linear(2, 2)); read_weights({'a.weight': torch.ones(2, 2)}); "
+        "sys.exit(int('onnx' in sys.modules))"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False, timeout=120).returncode == 0

@@ -199,3 +199,9 @@ def test_values_arrive_as_torch_tensors() -> None:
     node = helper.make_node("Gemm", ["x", "w"], ["y"], transB=1)
     layer = read_weights(_model([node], {"w": _f32(2, 2).astype(np.float16)})).layers[0]
     assert isinstance(layer.weight, torch.Tensor) and layer.weight.dtype == torch.float16
+
+
+def test_two_outputs_are_not_a_chain() -> None:
+    model = _model([helper.make_node("Gemm", ["x", "w"], ["y"], transB=1)], {"w": _f32(2, 2)})
+    model.graph.output.append(helper.make_tensor_value_info("x", TensorProto.FLOAT, None))
+    assert not read_weights(model).is_chain
