@@ -114,6 +114,7 @@ class StatNNRegressor(RegressorMixin, BaseEstimator):
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted targets, one float per network."""
+        check_is_fitted(self, "booster_")
         return np.asarray(self.booster_.predict(self.transform(X)), dtype=np.float64)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
