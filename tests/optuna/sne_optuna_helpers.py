@@ -83,7 +83,10 @@ def worker(
     kind: str, path: str, artifact_dir: str, worker_id: int, barrier: Any, out: str,
     n_first: int,
 ) -> None:
-    """One process of a distributed study: ``n_first`` trials, wait for the other, one more."""
+    """One process of a distributed study: ``n_first`` trials, wait for the other, one more.
+
+    Writes what its pruner trained on and which predictions it sees to ``out`` (JSON).
+    """
     torch.set_num_threads(1)
     pruner = SNEPruner(
         factory=tiny_regressor, n_min_trials=2 * n_first, refit_every=1000,
@@ -95,6 +98,7 @@ def worker(
         run_trial(study, scale, seed=100 * worker_id + i, attrs={"worker": worker_id})
     barrier.wait(timeout=120)
     run_trial(study, 0.9, seed=100 * worker_id + 99, attrs={"worker": worker_id})
+    barrier.wait(timeout=120)  # both have recorded their predictions
     numbers = list(pruner.training_trials_)
     owners = {t.number: t.user_attrs.get("worker") for t in study.trials}
     predictions = [
