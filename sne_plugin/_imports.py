@@ -7,7 +7,13 @@ from types import ModuleType
 
 __all__ = ["optional_import"]
 
-_EXTRA = {"optuna": "optuna", "onnx": "onnx", "matplotlib": "plot", "nfn": "bench", "onnxscript": "onnx"}
+_EXTRA = {
+    "optuna": "optuna",
+    "onnx": "onnx",
+    "matplotlib": "plot",
+    "nfn": "bench",
+    "onnxscript": "onnx",
+}
 
 
 def optional_import(module: str) -> ModuleType:

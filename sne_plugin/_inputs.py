@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
+from sklearn.exceptions import DataConversionWarning
 
 from sne_plugin.errors import SNEError, describe
 from sne_plugin.weights import Layer, LayerKind, NetworkWeights
@@ -22,7 +24,16 @@ def as_networks(X: object, *, strict: bool = True) -> list[NetworkWeights]:
     """
     if isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype != object:
         return _rows_as_networks(X)
-    if isinstance(X, NetworkWeights) or not isinstance(X, (Sequence, np.ndarray)) or isinstance(X, (str, bytes)):
+    if isinstance(X, np.ndarray) and X.ndim == 1 and X.dtype != object:
+        raise SNEError(
+            f"expected a list of networks or a 2-D array (one row per network), got a 1-D array "
+            f"of shape {X.shape}. Reshape your data with X.reshape(1, -1) if it is one network"
+        )
+    if (
+        isinstance(X, NetworkWeights)
+        or not isinstance(X, (Sequence, np.ndarray))
+        or isinstance(X, (str, bytes))
+    ):
         raise SNEError(f"expected a list of networks (one item per network), got {describe(X)}")
     items = list(X)
     if all(isinstance(item, NetworkWeights) for item in items):
@@ -33,26 +44,42 @@ def as_networks(X: object, *, strict: bool = True) -> list[NetworkWeights]:
 
 
 def _rows_as_networks(X: np.ndarray) -> list[NetworkWeights]:
-    if not (np.issubdtype(X.dtype, np.number) or X.dtype == np.bool_):
-        raise SNEError(f"expected a numeric 2-D array of networks, got dtype {X.dtype}")
-    if X.shape[0] == 0 or X.shape[1] == 0:
-        raise SNEError(f"expected a non-empty 2-D array of networks, got shape {X.shape}")
+    if np.iscomplexobj(X) or not (np.issubdtype(X.dtype, np.number) or X.dtype == np.bool_):
+        raise SNEError(
+            f"Complex data not supported: expected a real-valued 2-D array of networks, got dtype {X.dtype}"
+        )
+    if X.shape[0] == 0:
+        raise SNEError(f"expected at least one network, got 0 rows (shape={X.shape})")
+    if X.shape[1] == 0:
+        raise SNEError(
+            f"0 feature(s) (shape={X.shape}) while a minimum of 1 is required: each row is a "
+            "network's weights and cannot be empty"
+        )
     import torch
 
     rows = torch.as_tensor(np.asarray(X, dtype=np.float32))
     return [
-        NetworkWeights((Layer(LayerKind.DENSE, "row", rows[i : i + 1]),), source=f"X[{i}]", is_chain=True)
+        NetworkWeights(
+            (Layer(LayerKind.DENSE, "row", rows[i : i + 1]),), source=f"X[{i}]", is_chain=True
+        )
         for i in range(len(rows))
     ]
 
 
 def check_targets(y: object, n: int, *, loss: str) -> np.ndarray:
     """``y`` as a float64 vector of length ``n``; finite; inside [0, 1] for ``bce``."""
+    if y is None:
+        raise SNEError("this estimator requires y to be passed, but the target y is None")
     try:
         target = np.asarray(y, dtype=np.float64)
     except (TypeError, ValueError):
         raise SNEError(f"expected numeric targets y, got {describe(y)}") from None
     if target.ndim == 2 and target.shape[1] == 1:
+        warnings.warn(
+            "A column-vector y was passed when a 1d array was expected; it is raveled",
+            DataConversionWarning,
+            stacklevel=3,
+        )
         target = target[:, 0]
     if target.ndim != 1:
         raise SNEError(f"expected a 1-d target vector y, got shape {target.shape}")

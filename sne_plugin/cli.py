@@ -19,13 +19,21 @@ _COMMAND_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sne", description="Set-based Neural network Encoder tools.")
+    parser = argparse.ArgumentParser(
+        prog="sne", description="Set-based Neural network Encoder tools."
+    )
     from sne_plugin import __version__
 
     parser.add_argument("--version", action="version", version=f"sne-plugin {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name in _COMMAND_MODULES:
-        importlib.import_module(name).register(subparsers)
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue  # a sub-command not built in this version
+        module.register(subparsers)
     return parser
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from scipy.stats import kendalltau
 from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.utils import check_random_state
+from sklearn.utils import TransformerTags, check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from sne_plugin._device import resolve_device
@@ -42,7 +42,11 @@ class _Data:
         return len(self.specs)
 
     def subset(self, idx: np.ndarray) -> _Data:
-        return _Data([self.specs[i] for i in idx], [self.flats[i] for i in idx], [self.chains[i] for i in idx])
+        return _Data(
+            [self.specs[i] for i in idx],
+            [self.flats[i] for i in idx],
+            [self.chains[i] for i in idx],
+        )
 
 
 class SNERegressor(RegressorMixin, BaseEstimator):
@@ -151,6 +155,10 @@ class SNERegressor(RegressorMixin, BaseEstimator):
             return 1.0 / (1.0 + np.exp(-out))
         return out * self.y_std_ + self.y_mean_
 
+    def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
+        """Fit, then return the embeddings of ``X``."""
+        return self.fit(X, y).transform(X)
+
     def transform(self, X: Any) -> np.ndarray:
         """Network embeddings, ``(n_networks, width)``, for use in other estimators."""
         return self._forward_all(X, embed=True)
@@ -164,15 +172,21 @@ class SNERegressor(RegressorMixin, BaseEstimator):
     def load(cls, path: str | os.PathLike[str]) -> SNERegressor:
         """Read a regressor written by :meth:`save`, on any machine (CUDA or not)."""
         if not os.path.isfile(path):
-            raise SNEError(f"expected a saved SNERegressor file, but {os.fspath(path)!r} does not exist")
+            raise SNEError(
+                f"expected a saved SNERegressor file, but {os.fspath(path)!r} does not exist"
+            )
         try:
             obj = joblib.load(path)
         except SNEError:
             raise
         except Exception as exc:
-            raise SNEError(f"{os.fspath(path)!r} is not a readable saved SNERegressor ({exc})") from None
+            raise SNEError(
+                f"{os.fspath(path)!r} is not a readable saved SNERegressor ({exc})"
+            ) from None
         if not isinstance(obj, cls):
-            raise SNEError(f"{os.fspath(path)!r} holds a {type(obj).__name__}, expected an SNERegressor")
+            raise SNEError(
+                f"{os.fspath(path)!r} holds a {type(obj).__name__}, expected an SNERegressor"
+            )
         return obj
 
     def __sklearn_tags__(self) -> Any:
@@ -180,20 +194,34 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         tags.input_tags.two_d_array = True
         tags.input_tags.allow_nan = False
         tags.non_deterministic = False
+        # transform() gives embeddings; it is a feature extractor too, not a float transformer
+        tags.transformer_tags = TransformerTags(preserves_dtype=[])
         return tags
 
     # ------------------------------------------------------------------ preparation
     def _check_params(self) -> None:
         if self.loss not in _LOSSES:
             raise SNEError(f"loss must be one of {_LOSSES}, but got loss={self.loss!r}")
-        for name in ("chunk_size", "width", "heads", "max_set", "epochs", "batch_size", "max_chunks_per_pass"):
+        for name in (
+            "chunk_size",
+            "width",
+            "heads",
+            "max_set",
+            "epochs",
+            "batch_size",
+            "max_chunks_per_pass",
+        ):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise SNEError(f"{name} must be a positive integer, but got {name}={value!r}")
         if self.width % self.heads:
-            raise SNEError(f"width must be a multiple of heads, but got width={self.width}, heads={self.heads}")
+            raise SNEError(
+                f"width must be a multiple of heads, but got width={self.width}, heads={self.heads}"
+            )
         if not 0 <= self.validation_fraction < 1:
-            raise SNEError(f"validation_fraction must be in [0, 1), but got {self.validation_fraction!r}")
+            raise SNEError(
+                f"validation_fraction must be in [0, 1), but got {self.validation_fraction!r}"
+            )
         if self.invariance_weight < 0 or self.lr <= 0 or self.weight_decay < 0:
             raise SNEError("invariance_weight and weight_decay must be >= 0 and lr > 0")
 
@@ -225,7 +253,9 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(self._rng.randint(2**31 - 1)))
             self.module_ = SNENet(hidden=self.width, **self._encoder_config()).to(self.device_)
-        self.optimizer_ = torch.optim.AdamW(self.module_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        self.optimizer_ = torch.optim.AdamW(
+            self.module_.parameters(), lr=self.lr, weight_decay=self.weight_decay
+        )
         self.history_: list[dict[str, float]] = []
         self.n_epochs_ = 0
         self._sne_version = _version()
@@ -246,7 +276,7 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         y_t = torch.as_tensor((target - self.y_mean_) / self.y_std_, dtype=torch.float32)
         steps = epochs * math.ceil(len(train_idx) / self.batch_size)
         schedule = _cosine(self.optimizer_, steps, self.lr) if early_stopping else None
-        best = (-math.inf, None)
+        best: tuple[float, dict[str, Any] | None] = (-math.inf, None)
         stale = 0
         bar = _progress(epochs, self.verbose)
         for _ in range(epochs):
@@ -271,7 +301,7 @@ class SNERegressor(RegressorMixin, BaseEstimator):
 
     def _split(self, n: int, early_stopping: bool) -> tuple[np.ndarray, np.ndarray]:
         order = self._rng.permutation(n)
-        n_val = int(round(self.validation_fraction * n)) if early_stopping else 0
+        n_val = round(self.validation_fraction * n) if early_stopping else 0
         if n_val < 4 or n - n_val < 2:
             return order, order[:0]
         return order[n_val:], order[:n_val]
@@ -293,7 +323,9 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         sub = data.subset(idx)
         keep, permuted = self._permuted(sub) if self.invariance_weight > 0 else ([], None)
         if permuted is not None:
-            sub = _Data(sub.specs + permuted.specs, sub.flats + permuted.flats, sub.chains + permuted.chains)
+            sub = _Data(
+                sub.specs + permuted.specs, sub.flats + permuted.flats, sub.chains + permuted.chains
+            )
         out = self._forward(sub)
         n = len(idx)
         target = y_t[idx].to(self.device_)
@@ -362,7 +394,7 @@ class SNERegressor(RegressorMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ persistence
     def __getstate__(self) -> dict[str, Any]:
-        state: dict[str, Any] = super().__getstate__()  # type: ignore[misc]
+        state: dict[str, Any] = super().__getstate__()
         state = dict(state)
         if "module_" in state:
             # Fitted tensors travel on the CPU so that a pickle loads on any host.
@@ -379,7 +411,7 @@ class SNERegressor(RegressorMixin, BaseEstimator):
                 f"the installed {_version()}; refit it, or install sne-plugin=={saved}"
             )
         module_state = state.get("module_")
-        super().__setstate__(state)  # type: ignore[misc]
+        super().__setstate__(state)
         if isinstance(module_state, dict):
             device = torch.device(state["device_"])
             if device.type == "cuda" and not torch.cuda.is_available():
@@ -389,7 +421,9 @@ class SNERegressor(RegressorMixin, BaseEstimator):
             self.module_.load_state_dict(module_state)
             self.module_.to(device)
             opt_state = state["optimizer_"]
-            self.optimizer_ = torch.optim.AdamW(self.module_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+            self.optimizer_ = torch.optim.AdamW(
+                self.module_.parameters(), lr=self.lr, weight_decay=self.weight_decay
+            )
             self.optimizer_.load_state_dict(opt_state)
 
 
@@ -397,22 +431,32 @@ def _flat(net: NetworkWeights, i: int) -> torch.Tensor:
     flat = torch.from_numpy(net.flatten())
     if not bool(torch.isfinite(flat).all()):
         bad = next(
-            layer.name for layer in net.layers
-            if not all(bool(torch.isfinite(t).all()) for t in (layer.weight, layer.bias) if t is not None)
+            layer.name
+            for layer in net.layers
+            if not all(
+                bool(torch.isfinite(t).all()) for t in (layer.weight, layer.bias) if t is not None
+            )
         )
-        raise SNEError(f"X[{i}] ({net.source}): weights contain NaN or inf (first in layer {bad!r})")
+        raise SNEError(
+            f"X[{i}] ({net.source}): weights contain NaN or inf (first in layer {bad!r})"
+        )
     return flat
 
 
 def _optimizer_state_cpu(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     state = optimizer.state_dict()
     return {
-        "state": {k: {n: (t.cpu() if torch.is_tensor(t) else t) for n, t in v.items()} for k, v in state["state"].items()},
+        "state": {
+            k: {n: (t.cpu() if torch.is_tensor(t) else t) for n, t in v.items()}
+            for k, v in state["state"].items()
+        },
         "param_groups": state["param_groups"],
     }
 
 
-def _cosine(optimizer: torch.optim.Optimizer, steps: int, lr: float) -> torch.optim.lr_scheduler.LRScheduler:
+def _cosine(
+    optimizer: torch.optim.Optimizer, steps: int, lr: float
+) -> torch.optim.lr_scheduler.LRScheduler:
     for group in optimizer.param_groups:
         group["lr"] = lr
         group["initial_lr"] = lr

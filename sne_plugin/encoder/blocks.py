@@ -37,16 +37,22 @@ class MAB(nn.Module):
         self.out = nn.Linear(dim, dim)
         self.ln1 = nn.LayerNorm(dim)
         self.ln2 = nn.LayerNorm(dim)
-        self.ff = nn.Sequential(nn.Linear(dim, ffn_mult * dim), nn.GELU(), nn.Linear(ffn_mult * dim, dim))
+        self.ff = nn.Sequential(
+            nn.Linear(dim, ffn_mult * dim), nn.GELU(), nn.Linear(ffn_mult * dim, dim)
+        )
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, y: torch.Tensor, key_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         if self.norm_first:
             hidden = x + self._attend(self.ln1(x), self.ln1(y), key_mask)
             return hidden + self.ff(self.ln2(hidden))
         hidden = self.ln1(x + self._attend(x, y, key_mask))
         return self.ln2(hidden + self.ff(hidden))
 
-    def _attend(self, x: torch.Tensor, y: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+    def _attend(
+        self, x: torch.Tensor, y: torch.Tensor, key_mask: torch.Tensor | None
+    ) -> torch.Tensor:
         b, lq, d = x.shape
         lk, h = y.shape[1], self.heads
         q = self.q(x).view(b, lq, h, d // h).transpose(1, 2)
@@ -70,7 +76,9 @@ class SAB(nn.Module):
 class SetStack(nn.Module):
     """``depth`` SABs in a row."""
 
-    def __init__(self, dim: int, heads: int, depth: int = 2, ffn_mult: int = 2, norm_first: bool = True) -> None:
+    def __init__(
+        self, dim: int, heads: int, depth: int = 2, ffn_mult: int = 2, norm_first: bool = True
+    ) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(SAB(dim, heads, ffn_mult, norm_first) for _ in range(depth))
 

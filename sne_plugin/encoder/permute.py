@@ -49,14 +49,22 @@ def boundaries(spec: NetworkSpec) -> tuple[Boundary, ...]:
             continue
         units = layer.weight_shape[0]
         j = i + 1
-        while j < len(layers) and layers[j].kind is LayerKind.NORM and layers[j].weight_shape == (units,):
+        while (
+            j < len(layers)
+            and layers[j].kind is LayerKind.NORM
+            and layers[j].weight_shape == (units,)
+        ):
             j += 1
         if j == len(layers) or layers[j].kind not in _PRODUCERS:
             continue
         fan_in = layers[j].weight_shape[1]
         if fan_in == units:
             out.append(Boundary(i, tuple(range(i + 1, j)), j, units, 1))
-        elif layers[j].kind is LayerKind.DENSE and layer.kind is not LayerKind.DENSE and fan_in % units == 0:
+        elif (
+            layers[j].kind is LayerKind.DENSE
+            and layer.kind is not LayerKind.DENSE
+            and fan_in % units == 0
+        ):
             out.append(Boundary(i, tuple(range(i + 1, j)), j, units, fan_in // units))
     return tuple(out)
 
@@ -69,7 +77,9 @@ def _is_grouped(spec: NetworkSpec, i: int) -> bool:
     return bool(previous) and previous[-1].weight_shape[0] > layer.weight_shape[1]
 
 
-def random_flat_index(spec: NetworkSpec, rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray]]:
+def random_flat_index(
+    spec: NetworkSpec, rng: np.random.Generator
+) -> tuple[np.ndarray, list[np.ndarray]]:
     """An index ``idx`` with ``flat[idx]`` = the flat vector of a randomly permuted network,
     and the permutation drawn at each boundary."""
     index = np.arange(spec.num_params)
@@ -79,16 +89,16 @@ def random_flat_index(spec: NetworkSpec, rng: np.random.Generator) -> tuple[np.n
         perm = rng.permutation(b.units)
         perms.append(perm)
         _apply(views, b, perm)
-    for i, layer in enumerate(spec.layers):
-        w, bias = views[i]
-        start = _offsets(spec)[i]
+    for (w, bias), start in zip(views, _offsets(spec)):
         index[start : start + w.size] = w.reshape(-1)
         if bias is not None:
             index[start + w.size : start + w.size + bias.size] = bias
     return index, perms
 
 
-def _apply(views: list[tuple[np.ndarray, np.ndarray | None]], b: Boundary, perm: np.ndarray) -> None:
+def _apply(
+    views: list[tuple[np.ndarray, np.ndarray | None]], b: Boundary, perm: np.ndarray
+) -> None:
     w, bias = views[b.producer]
     views[b.producer] = (w[perm], None if bias is None else bias[perm])
     for n in b.norms:
@@ -112,17 +122,23 @@ def _offsets(spec: NetworkSpec) -> tuple[int, ...]:
     return tuple(starts)
 
 
-def _tensor_views(spec: NetworkSpec, index: np.ndarray) -> list[tuple[np.ndarray, np.ndarray | None]]:
+def _tensor_views(
+    spec: NetworkSpec, index: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray | None]]:
     views: list[tuple[np.ndarray, np.ndarray | None]] = []
     for start, layer in zip(_offsets(spec), spec.layers):
         n = math.prod(layer.weight_shape)
         w = index[start : start + n].reshape(layer.weight_shape).copy()
-        bias = None if layer.bias_shape is None else index[start + n : start + layer.num_params].copy()
+        bias = (
+            None if layer.bias_shape is None else index[start + n : start + layer.num_params].copy()
+        )
         views.append((w, bias))
     return views
 
 
-def permute_network(net: NetworkWeights, rng: np.random.Generator) -> tuple[NetworkWeights, list[np.ndarray]]:
+def permute_network(
+    net: NetworkWeights, rng: np.random.Generator
+) -> tuple[NetworkWeights, list[np.ndarray]]:
     """A randomly permuted copy of a chain network (unchanged if not a chain) and the perms.
 
     >>> import numpy as np, torch

@@ -76,7 +76,9 @@ def spec_plan(spec: NetworkSpec, chunk_size: int) -> SpecPlan:
     """The plan of one architecture."""
     tensors = _tensor_table(spec)
     keys = tuple(sorted({t[3] for t in tensors}, key=lambda k: (len(k), k)))
-    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("group", "start", "valid", "tensor", "pos")}
+    cols: dict[str, list[np.ndarray]] = {
+        k: [] for k in ("group", "start", "valid", "tensor", "pos")
+    }
     for tid, (offset, n_elem, ksize, kshape, *_rest) in enumerate(tensors):
         q = math.ceil(n_elem / chunk_size)
         pos = np.arange(q, dtype=np.int64)
@@ -109,7 +111,17 @@ def _tensor_table(spec: NetworkSpec) -> list[tuple[int, int, int, tuple[int, ...
         shape = layer.weight_shape
         kshape = tuple(shape[2:]) if layer.kind.kernel_dims else ()
         ksize = math.prod(kshape)
-        rows.append((offset, math.prod(shape) // ksize, ksize, kshape, type_id(layer.kind, False), lid, False))
+        rows.append(
+            (
+                offset,
+                math.prod(shape) // ksize,
+                ksize,
+                kshape,
+                type_id(layer.kind, False),
+                lid,
+                False,
+            )
+        )
         offset += math.prod(shape)
         if layer.bias_shape is not None:
             nb = math.prod(layer.bias_shape)
@@ -155,11 +167,17 @@ class Batch:
         return Batch(
             self.n_networks,
             self.n_params,
-            [ChunkGroup(g.kernel_shape, mv(g.start), mv(g.valid), mv(g.chunk_id)) for g in self.groups],
+            [
+                ChunkGroup(g.kernel_shape, mv(g.start), mv(g.valid), mv(g.chunk_id))
+                for g in self.groups
+            ],
             mv(self.chunk_type),
             mv(self.chunk_depth),
             mv(self.chunk_pos),
-            [SetLevel(mv(v.pack), mv(v.owner), mv(v.final), mv(v.final_ids)) for v in self.set_levels],
+            [
+                SetLevel(mv(v.pack), mv(v.owner), mv(v.final), mv(v.final_ids))
+                for v in self.set_levels
+            ],
             mv(self.layer_pack),
             mv(self.net_pack),
             mv(self.net_depth),
