@@ -46,7 +46,8 @@ def as_networks(X: object, *, strict: bool = True) -> list[NetworkWeights]:
 def _rows_as_networks(X: np.ndarray) -> list[NetworkWeights]:
     if np.iscomplexobj(X) or not (np.issubdtype(X.dtype, np.number) or X.dtype == np.bool_):
         raise SNEError(
-            f"Complex data not supported: expected a real-valued 2-D array of networks, got dtype {X.dtype}"
+            "Complex data not supported: expected a real-valued 2-D array of networks, "
+            f"got dtype {X.dtype}"
         )
     if X.shape[0] == 0:
         raise SNEError(f"expected at least one network, got 0 rows (shape={X.shape})")

@@ -202,6 +202,10 @@ class Standardize(nn.Module):
     the first step. Batches of one network (online updates) use the running statistics.
     """
 
+    mean: torch.Tensor
+    var: torch.Tensor
+    seen: torch.Tensor
+
     def __init__(self, width: int, momentum: float = 0.1, eps: float = 1e-5) -> None:
         super().__init__()
         self.momentum, self.eps = momentum, eps
@@ -216,7 +220,7 @@ class Standardize(nn.Module):
                 rate = 1.0 if int(self.seen) == 0 else self.momentum
                 self.mean.lerp_(mean.detach().to(self.mean.dtype), rate)
                 self.var.lerp_(var.detach().to(self.var.dtype), rate)
-                self.seen += 1
+                self.seen.add_(1)
         else:
             mean, var = self.mean.to(x.dtype), self.var.to(x.dtype)
         return (x - mean) * torch.rsqrt(var + self.eps)

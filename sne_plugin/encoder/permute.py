@@ -142,7 +142,8 @@ def permute_network(
     """A randomly permuted copy of a chain network (unchanged if not a chain) and the perms.
 
     >>> import numpy as np, torch
-    >>> net = NetworkWeights.from_pairs([(torch.randn(4, 3), torch.randn(4)), (torch.randn(2, 4), None)])
+    >>> pairs = [(torch.randn(4, 3), torch.randn(4)), (torch.randn(2, 4), None)]
+    >>> net = NetworkWeights.from_pairs(pairs)
     >>> permuted, perms = permute_network(net, np.random.default_rng(0))
     >>> [len(p) for p in perms]
     [4]

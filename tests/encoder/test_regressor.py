@@ -38,7 +38,7 @@ def test_learns_a_weight_property(fitted, zoo) -> None:  # type: ignore[no-untyp
     tau = kendalltau(fitted.predict(nets[128:]), y[128:]).statistic
     assert tau > 0.5, tau
     assert fitted.history_ and fitted.n_epochs_ >= 1
-    assert 0 < fitted.predict(nets[:5]).min() and fitted.predict(nets[:5]).max() < 1
+    assert fitted.predict(nets[:5]).min() > 0 and fitted.predict(nets[:5]).max() < 1
 
 
 def test_sklearn_contracts(fitted, zoo) -> None:  # type: ignore[no-untyped-def]
