@@ -97,6 +97,7 @@ class SNEEncoder(nn.Module):
         max_set: int = 256,
         chunk_position: bool = True,
         max_chunks_per_pass: int = 8192,
+        tensor_stats: bool = True,
     ) -> None:
         super().__init__()
         self.width, self.chunk_size, self.max_set = width, chunk_size, max_set
@@ -113,11 +114,19 @@ class SNEEncoder(nn.Module):
         self.layer_pma = PMA(width, heads)
         self.net_sab = SetStack(width, heads)
         self.net_pma = PMA(width, heads)
+        self.stats_mlp = (
+            nn.Sequential(nn.Linear(len(STAT_NAMES), width), nn.GELU(), nn.Linear(width, width))
+            if tensor_stats
+            else None
+        )
 
     def forward(self, batch: Batch, flat: torch.Tensor) -> torch.Tensor:
         """``flat``: the batch's networks' flat parameter vectors, concatenated -> (B, width)."""
         chunks = self.encode_chunks(batch, flat)
         tensors = self.encode_chunk_sets(batch, chunks)
+        if self.stats_mlp is not None:
+            stats = tensor_statistics(flat, batch.tensor_size)
+            tensors = tensors + self.stats_mlp(stats.to(tensors.dtype))
         layers = self._pool(tensors, batch.layer_pack, self.layer_sab, self.layer_pma)
         packed, mask = _gather_pack(layers, batch.net_pack)
         packed = packed + sinusoid(batch.net_depth, self.width).to(packed.dtype)
@@ -184,6 +193,30 @@ class SNEEncoder(nn.Module):
     def _pool(items: torch.Tensor, pack: torch.Tensor, sab: SetStack, pma: PMA) -> torch.Tensor:
         packed, mask = _gather_pack(items, pack)
         return pma(sab(packed, mask), mask)
+
+
+STAT_NAMES = ("mean", "std", "min", "max", "mean_abs")
+
+
+@torch.no_grad()
+def tensor_statistics(flat: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
+    """(T, 5) moments and extremes of each tensor, squashed by sign(x) log(1 + |x|).
+
+    Decision: each tensor's vector also receives these summary statistics (the features
+    StatNN lives on). The chunk encoder can learn such statistics, but handing them over
+    costs five segment reductions and speeds up learning; ``tensor_stats=False`` turns it
+    off, and the benchmark reports both.
+    """
+    x = flat.float()
+    lengths = sizes.to(x.device)
+    mean = torch.segment_reduce(x, "mean", lengths=lengths)
+    second = torch.segment_reduce(x * x, "mean", lengths=lengths)
+    std = (second - mean * mean).clamp_min(0).sqrt()
+    low = torch.segment_reduce(x, "min", lengths=lengths)
+    high = torch.segment_reduce(x, "max", lengths=lengths)
+    mean_abs = torch.segment_reduce(x.abs(), "mean", lengths=lengths)
+    stats = torch.stack([mean, std, low, high, mean_abs], dim=1)
+    return stats.sign() * stats.abs().log1p()
 
 
 def _gather_pack(items: torch.Tensor, pack: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

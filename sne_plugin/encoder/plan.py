@@ -64,6 +64,7 @@ class SpecPlan:
     tensor_type: np.ndarray  # (t,) type_id
     tensor_layer: np.ndarray  # (t,) local layer id
     tensor_is_bias: np.ndarray  # (t,) bool
+    tensor_size: np.ndarray  # (t,) parameters in the tensor (tensors tile the flat vector)
     n_layers: int
 
     @property
@@ -99,6 +100,7 @@ def spec_plan(spec: NetworkSpec, chunk_size: int) -> SpecPlan:
         tensor_type=np.array([t[4] for t in tensors], np.int64),
         tensor_layer=np.array([t[5] for t in tensors], np.int64),
         tensor_is_bias=np.array([t[6] for t in tensors], bool),
+        tensor_size=np.array([t[1] * t[2] for t in tensors], np.int64),
         n_layers=len(spec.layers),
     )
 
@@ -155,6 +157,7 @@ class Batch:
     net_pack: torch.Tensor  # (B, L_max) layer ids or -1
     net_depth: torch.Tensor  # (B, L_max)
     n_tensors: int
+    tensor_size: torch.Tensor  # (T,) the tensors' lengths in the flat batch vector, in order
 
     @property
     def n_chunks(self) -> int:
@@ -182,6 +185,7 @@ class Batch:
             mv(self.net_pack),
             mv(self.net_depth),
             self.n_tensors,
+            mv(self.tensor_size),
         )
 
 
@@ -221,6 +225,7 @@ def make_batch(specs: Sequence[NetworkSpec], chunk_size: int, max_set: int) -> B
             for lv in _set_levels(chunk_tensor, len(tensor_type), max_set)
         ],
         n_tensors=len(tensor_type),
+        tensor_size=t(np.concatenate([p.tensor_size for p in plans])),
         layer_pack=t(_layer_pack(tensor_layer, tensor_bias, int(l_off[-1]))),
         net_pack=t(net_pack),
         net_depth=t(net_depth),

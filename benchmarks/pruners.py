@@ -1,0 +1,265 @@
+"""Pruners compared on the CNN-on-digits search of ``examples/optuna_pruning.py``.
+
+Same search space, TPE sampler and seeds for every pruner: NopPruner, MedianPruner,
+SuccessiveHalvingPruner, HyperbandPruner, a "train k epochs, keep the top ones" baseline,
+and SNEPruner online and pretrained (on a regressor fitted to a separate zoo of trials made
+here with another seed; the zoo's cost is reported apart). Reports per pruner the epochs
+trained, the best final validation accuracy (mean +- std over seeds), wall time, and the
+time spent in ``report_weights`` + ``should_prune`` per step as a share of one epoch.
+
+    python benchmarks/pruners.py --small            # < 10 minutes on 2 CPU cores
+    python benchmarks/pruners.py --seeds 5 --trials 60 --epochs 15
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import optuna
+import torch
+from sne_plugin.integrations.optuna import SNEPruner
+
+from sne_plugin import SNERegressor
+from sne_plugin.readers import read_weights
+
+ROOT = Path(__file__).resolve().parents[1]
+ZOO_SEED = 1000
+
+
+def _example() -> ModuleType:
+    """The search space, training loop and objective of the example (one source of truth)."""
+    spec = importlib.util.spec_from_file_location(
+        "optuna_pruning", ROOT / "examples" / "optuna_pruning.py"
+    )
+    if spec is None or spec.loader is None:
+        raise ImportError("examples/optuna_pruning.py not found")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["optuna_pruning"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+ex = _example()
+
+
+@dataclass
+class Run:
+    """One search: its cost and outcome."""
+
+    epochs: int
+    best: float
+    wall_s: float
+    hook_s: float
+    hook_calls: int
+    epoch_s: float
+
+
+# ---------------------------------------------------------------------- the pruners
+def pretrain(data: Any, args: argparse.Namespace) -> tuple[SNERegressor, float]:
+    """An SNERegressor fitted on a separate zoo: random configurations, seed ``ZOO_SEED``."""
+    start = time.perf_counter()
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=ZOO_SEED))
+    nets, finals = [], []
+    for _ in range(args.zoo):
+        trial = study.ask()
+        torch.manual_seed(ZOO_SEED + trial.number)
+        model = ex.build(trial)
+        opt, batch = ex.optimizer(trial, model)
+        gen = torch.Generator().manual_seed(ZOO_SEED + trial.number)
+        snapshots = []
+        for _epoch in range(args.epochs):
+            ex.train_one_epoch(model, opt, data, batch, gen)
+            snapshots.append(read_weights(model))
+        final = ex.accuracy(model, data)
+        study.tell(trial, final)
+        keep = [s for s in snapshots[2:] if s.is_finite()]
+        nets += keep
+        finals += [final] * len(keep)
+    regressor = SNERegressor(
+        chunk_size=64,
+        width=16,
+        heads=1,
+        epochs=30,
+        invariance_weight=0.0,
+        validation_fraction=0.0,
+        lr=3e-3,
+        random_state=0,
+    ).fit(nets, finals)
+    return regressor, time.perf_counter() - start
+
+
+def pruners(
+    epochs: int, pretrained: SNERegressor
+) -> dict[str, Callable[[], optuna.pruners.BasePruner]]:
+    return {
+        "NopPruner": optuna.pruners.NopPruner,
+        "MedianPruner": lambda: optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2),
+        "SuccessiveHalvingPruner": optuna.pruners.SuccessiveHalvingPruner,
+        "HyperbandPruner": lambda: optuna.pruners.HyperbandPruner(
+            min_resource=1, max_resource=epochs, reduction_factor=3
+        ),
+        "SNEPruner (online)": lambda: ex.default_pruner(percentile=50.0),
+        "SNEPruner (pretrained)": lambda: SNEPruner(
+            pretrained, percentile=50.0, n_warmup_steps=2, n_min_trials=8
+        ),
+    }
+
+
+# ---------------------------------------------------------------------- one search
+def run_pruner(
+    name: str, make: Callable[[], Any], data: Any, args: argparse.Namespace, seed: int
+) -> Run:
+    pruner = make()
+    study = optuna.create_study(
+        direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed), pruner=pruner
+    )
+    ledger = ex.Ledger()
+    objective = ex.make_objective(
+        data, args.epochs, use_sne=isinstance(pruner, SNEPruner), ledger=ledger
+    )
+    start = time.perf_counter()
+    study.optimize(objective, n_trials=args.trials)
+    return _run(ledger, study.best_value, time.perf_counter() - start)
+
+
+def run_top_k(data: Any, args: argparse.Namespace, seed: int) -> Run:
+    """Train every trial ``k`` epochs (TPE told that accuracy), then finish the top share."""
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    ledger, start, started = ex.Ledger(), time.perf_counter(), []
+    for _ in range(args.trials):
+        trial = study.ask()
+        torch.manual_seed(trial.number)
+        model = ex.build(trial)
+        opt, batch = ex.optimizer(trial, model)
+        gen = torch.Generator().manual_seed(trial.number)
+        _train(model, opt, data, batch, gen, args.top_k_epochs, ledger)
+        acc = ex.accuracy(model, data)
+        study.tell(trial, acc)
+        started.append((acc, trial.number, model, opt, batch, gen))
+    n_keep = max(1, round(args.top_share * args.trials))
+    finals = []
+    for _, _, model, opt, batch, gen in sorted(started, key=lambda s: (-s[0], s[1]))[:n_keep]:
+        _train(model, opt, data, batch, gen, args.epochs - args.top_k_epochs, ledger)
+        finals.append(ex.accuracy(model, data))
+    return _run(ledger, max(finals), time.perf_counter() - start)
+
+
+def _train(model: Any, opt: Any, data: Any, batch: int, gen: Any, epochs: int, ledger: Any) -> None:
+    for _ in range(epochs):
+        start = time.perf_counter()
+        ex.train_one_epoch(model, opt, data, batch, gen)
+        ledger.train_s += time.perf_counter() - start
+        ledger.epochs += 1
+
+
+def _run(ledger: Any, best: float, wall: float) -> Run:
+    epoch_s = ledger.train_s / max(ledger.epochs, 1)
+    return Run(ledger.epochs, best, wall, ledger.hook_s, ledger.hook_calls, epoch_s)
+
+
+# ---------------------------------------------------------------------- report
+def table(results: dict[str, list[Run]], args: argparse.Namespace, zoo_s: float) -> str:
+    nop = np.mean([r.epochs for r in results["NopPruner"]])
+    lines = [
+        f"Search: {args.trials} trials x {args.epochs} epochs, TPE, seeds {args.seeds_list}; "
+        f"torch threads {args.threads}. Pretrained zoo: {args.zoo} trials, seed {ZOO_SEED}, "
+        f"{zoo_s:.0f} s (not counted below).",
+        "",
+        "| pruner | epochs trained | % of NopPruner | best final accuracy | wall s | "
+        "hooks per step, % of one epoch |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, runs in results.items():
+        epochs = np.mean([r.epochs for r in runs])
+        best = np.array([r.best for r in runs]) * 100
+        wall = np.mean([r.wall_s for r in runs])
+        hook = _hook_share(runs)
+        lines.append(
+            f"| {name} | {epochs:.0f} | {100 * epochs / nop:.0f}% | {best.mean():.2f} ± {best.std():.2f} "
+            f"| {wall:.0f} | {hook} |"
+        )
+    return "\n".join(lines + ["", *verdicts(results)]) + "\n"
+
+
+def _hook_share(runs: list[Run]) -> str:
+    calls = sum(r.hook_calls for r in runs)
+    if not calls:
+        return "-"
+    per_step = sum(r.hook_s for r in runs) / calls
+    per_epoch = np.mean([r.epoch_s for r in runs])
+    return (
+        f"{100 * per_step / per_epoch:.0f}% ({1000 * per_step:.1f} ms / {1000 * per_epoch:.1f} ms)"
+    )
+
+
+def verdicts(results: dict[str, list[Run]]) -> list[str]:
+    """The goal, checked honestly: <= 50% of NopPruner's epochs, <= 0.5 points lost, < Median."""
+    nop_epochs = np.mean([r.epochs for r in results["NopPruner"]])
+    nop_best = 100 * np.mean([r.best for r in results["NopPruner"]])
+    med_epochs = np.mean([r.epochs for r in results["MedianPruner"]])
+    med_best = 100 * np.mean([r.best for r in results["MedianPruner"]])
+    out = []
+    for name in (n for n in results if n.startswith("SNEPruner")):
+        epochs = np.mean([r.epochs for r in results[name]])
+        best = 100 * np.mean([r.best for r in results[name]])
+        half = epochs <= 0.5 * nop_epochs and best >= nop_best - 0.5
+        median = epochs < med_epochs and best >= med_best - 0.5
+        out.append(
+            f"- {name}: {epochs / nop_epochs:.0%} of NopPruner's epochs, {best - nop_best:+.2f} "
+            f"points: goal 1 (<= 50%, >= -0.5) {'met' if half else 'NOT met'}; "
+            f"vs MedianPruner ({med_epochs:.0f} epochs, {med_best:.2f}): "
+            f"goal 2 (fewer epochs, best within 0.5) {'met' if median else 'NOT met'}."
+        )
+    return out
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--small", action="store_true", help="3 seeds x 30 trials x 10 epochs")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--trials", type=int, default=60)
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--zoo", type=int, default=24, help="trials in the pretraining zoo")
+    parser.add_argument("--top-k-epochs", type=int, default=3)
+    parser.add_argument("--top-share", type=float, default=0.25)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "pruners.md"))
+    args = parser.parse_args(argv)
+    if args.small:
+        args.seeds, args.trials, args.epochs, args.zoo = 3, 30, 10, 16
+    args.seeds_list = list(range(args.seeds))
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    torch.set_num_threads(args.threads)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    data = ex.load_data()
+    regressor, zoo_s = pretrain(data, args)
+    results: dict[str, list[Run]] = {}
+    for name, make in pruners(args.epochs, regressor).items():
+        results[name] = [run_pruner(name, make, data, args, seed) for seed in args.seeds_list]
+        print(f"{name}: done", file=sys.stderr, flush=True)
+    results[f"top-{args.top_share:.0%} after {args.top_k_epochs} epochs"] = [
+        run_top_k(data, args, seed) for seed in args.seeds_list
+    ]
+    text = table(results, args, zoo_s)
+    print(text)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(
+        f"# Pruners on the digits CNN search\n\n`{' '.join(sys.argv)}`\n\n{text}"
+    )
+
+
+if __name__ == "__main__":
+    main()
