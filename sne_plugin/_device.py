@@ -16,7 +16,11 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise SNEError(f"expected device 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
+        raise SNEError(
+            f"expected device 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}"
+        ) from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SNEError(f"device {device!r} was asked for, but CUDA is not available on this machine")
+        raise SNEError(
+            f"device {device!r} was asked for, but CUDA is not available on this machine"
+        )
     return dev

@@ -121,9 +121,7 @@ class Layer:
         if w.numel() == 0:
             raise SNEError(f"layer {self.name!r}: the weight is empty (shape {tuple(w.shape)})")
         if b is not None and b.dim() != 1:
-            raise SNEError(
-                f"layer {self.name!r}: expected a 1-d bias, got shape {tuple(b.shape)}"
-            )
+            raise SNEError(f"layer {self.name!r}: expected a 1-d bias, got shape {tuple(b.shape)}")
 
     @property
     def spec(self) -> LayerSpec:
@@ -184,7 +182,11 @@ class NetworkWeights:
             name = names[i] if names is not None else f"layer{i}"
             weight = _as_tensor(w, name, "weight", source)
             kind = kind_for_ndim(weight.dim(), where=f"{source}, layer {name!r}")
-            layers.append(Layer(kind, name, weight, None if b is None else _as_tensor(b, name, "bias", source)))
+            layers.append(
+                Layer(
+                    kind, name, weight, None if b is None else _as_tensor(b, name, "bias", source)
+                )
+            )
         return cls(tuple(layers), source=source, is_chain=True)
 
     @property
@@ -211,7 +213,9 @@ class NetworkWeights:
     def is_finite(self) -> bool:
         return all(bool(torch.isfinite(t).all()) for t in self.tensors())
 
-    def to(self, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> NetworkWeights:
+    def to(
+        self, dtype: torch.dtype | None = None, device: torch.device | str | None = None
+    ) -> NetworkWeights:
         """A copy with every tensor converted."""
         layers = tuple(
             layer.replace(
@@ -233,7 +237,13 @@ class NetworkWeights:
 
 def kind_for_ndim(ndim: int, *, where: str) -> LayerKind:
     """The layer kind implied by a bare weight's number of dims (2: dense, 3-5: conv)."""
-    kinds = {1: LayerKind.NORM, 2: LayerKind.DENSE, 3: LayerKind.CONV1D, 4: LayerKind.CONV2D, 5: LayerKind.CONV3D}
+    kinds = {
+        1: LayerKind.NORM,
+        2: LayerKind.DENSE,
+        3: LayerKind.CONV1D,
+        4: LayerKind.CONV2D,
+        5: LayerKind.CONV3D,
+    }
     if ndim not in kinds:
         raise SNEError(f"{where}: expected a weight of 1 to 5 dims, got {ndim} dims")
     return kinds[ndim]
@@ -244,7 +254,9 @@ def _parse_kind(kind: object, name: str) -> LayerKind:
         return LayerKind(kind)
     except ValueError:
         allowed = ", ".join(k.value for k in LayerKind)
-        raise SNEError(f"layer {name!r}: unknown kind {kind!r}; expected one of {allowed}") from None
+        raise SNEError(
+            f"layer {name!r}: unknown kind {kind!r}; expected one of {allowed}"
+        ) from None
 
 
 def _as_tensor(value: object, name: str, what: str, source: str | None = None) -> torch.Tensor:
@@ -255,8 +267,12 @@ def _as_tensor(value: object, name: str, what: str, source: str | None = None) -
         try:
             array = np.asarray(value)
         except Exception as exc:  # ragged lists and the like
-            raise SNEError(f"{where}: expected a numeric array as {what}, got {type(value).__name__} ({exc})") from None
-        if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+            raise SNEError(
+                f"{where}: expected a numeric array as {what}, got {type(value).__name__} ({exc})"
+            ) from None
+        if array.dtype == object or not (
+            np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_
+        ):
             raise SNEError(f"{where}: expected a numeric array as {what}, got dtype {array.dtype}")
         tensor = torch.from_numpy(np.ascontiguousarray(array))
     if tensor.dim() == 0:
