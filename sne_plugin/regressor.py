@@ -72,8 +72,18 @@ class SNERegressor(RegressorMixin, BaseEstimator):
     loss:
         ``"bce"`` (targets in [0, 1], sigmoid output; the default, for accuracies) or
         ``"mse"`` (any real targets, standardised internally).
+    chunk_position:
+        Add a sinusoidal encoding of each chunk's index within its tensor.
+    tensor_stats:
+        Add each tensor's summary statistics (mean, std, min, max, mean |w|) to its vector.
+    max_chunks_per_pass:
+        How many chunks go through the chunk encoder at once: bounds the working memory
+        of very large networks (and, while training, enables recomputation).
     device:
         ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda[:N]"``.
+    random_state, verbose, warm_start:
+        Seed (same seed, data and machine: same predictions); a progress bar with epoch,
+        loss and validation tau; continue from the fitted state on the next ``fit``.
 
     Examples
     --------
