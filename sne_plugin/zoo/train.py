@@ -34,7 +34,12 @@ INITS = ("default", "kaiming_normal", "xavier_uniform", "orthogonal", "normal")
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
 HPARAM_KEYS = ("init", "init_scale", "optimizer", "lr", "l2", "dropout", "activation",
                "train_fraction", "batch_size", "epochs")
-_LR_RANGE = {"sgd": (1e-2, 0.5), "adam": (5e-4, 3e-2), "rmsprop": (2e-4, 1e-2)}
+# Ranges chosen for a wide, not bimodal accuracy spread (small_cnn on digits, 64 models:
+# quantiles 5%..95% listed in BENCHMARKS.md): the top of the old ranges and sigmoid nets
+# mostly ended at chance, the low ends give the partly trained middle.
+_LR_RANGE = {"sgd": (1e-2, 0.3), "adam": (3e-4, 2e-2), "rmsprop": (2e-4, 5e-3)}
+_TRAIN_FRACTION = (0.2, 1.0)
+_SIGMOID_WEIGHT = 0.15  # sigmoid nets mostly stay at chance here: sampled less often
 
 State = dict[str, torch.Tensor]
 
@@ -58,11 +63,16 @@ def sample_hparams(seed: int, model_id: int, *, min_epochs: int, max_epochs: int
         "lr": float(np.exp(rng.uniform(np.log(lo), np.log(hi)))),
         "l2": float(np.exp(rng.uniform(np.log(1e-6), np.log(1e-2)))),
         "dropout": float(rng.uniform(0.0, 0.6)),
-        "activation": str(rng.choice(activations)),
-        "train_fraction": float(rng.uniform(0.25, 1.0)),
+        "activation": str(rng.choice(activations, p=_activation_probs(activations))),
+        "train_fraction": float(rng.uniform(*_TRAIN_FRACTION)),
         "batch_size": int(rng.choice([32, 64])),
         "epochs": int(rng.integers(min_epochs, max_epochs + 1)),
     }
+
+
+def _activation_probs(activations: tuple[str, ...]) -> np.ndarray:
+    w = np.array([_SIGMOID_WEIGHT if a == "sigmoid" else 1.0 for a in activations])
+    return np.asarray(w / w.sum())
 
 
 @dataclass
