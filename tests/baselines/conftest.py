@@ -10,6 +10,7 @@ import torch
 
 from sne_plugin import NetworkWeights
 from sne_plugin.baselines import DeepSetsRegressor, FlatMLPRegressor, StatNNRegressor
+from sne_plugin.testing import mean_shift_mlp_zoo
 
 ONE_SHAPE = [(4, 8)]
 MIXED_SHAPES = [(4, 8), (6, 8), (4, 12), (6, 12)]
@@ -19,19 +20,7 @@ def make_zoo(
     n: int, shapes: list[tuple[int, int]], seed: int
 ) -> tuple[list[NetworkWeights], np.ndarray]:
     """Random 2-layer MLPs; target = sigmoid(4 * mean of the first layer's weight)."""
-    g = torch.Generator().manual_seed(seed)
-    nets, y = [], []
-    for i in range(n):
-        n_in, hidden = shapes[i % len(shapes)]
-        shift = float(torch.rand((), generator=g)) - 0.5
-        w1 = torch.randn(hidden, n_in, generator=g) * 0.5 + shift
-        pairs = [
-            (w1, torch.randn(hidden, generator=g) * 0.1),
-            (torch.randn(3, hidden, generator=g) * 0.5, torch.randn(3, generator=g) * 0.1),
-        ]
-        nets.append(NetworkWeights.from_pairs(pairs, source=f"zoo[{i}]"))
-        y.append(float(torch.sigmoid(4 * w1.mean())))
-    return nets, np.asarray(y)
+    return mean_shift_mlp_zoo(n, shapes, seed)
 
 
 FAST: dict[str, Any] = {
