@@ -34,7 +34,10 @@ def as_networks(X: object, *, strict: bool = True) -> list[NetworkWeights]:
         or not isinstance(X, (Sequence, np.ndarray))
         or isinstance(X, (str, bytes))
     ):
-        raise SNEError(f"expected a list of networks (one item per network), got {describe(X)}")
+        raise SNEError(
+            f"expected a list of networks (one item per network), got {describe(X)}; "
+            "wrap a single network in a list: [network]"
+        )
     items = list(X)
     if all(isinstance(item, NetworkWeights) for item in items):
         return items
