@@ -13,6 +13,7 @@ from sne_plugin.bench.methods import EPOCH_CAPS
 from sne_plugin.bench.report import render, replace_block, scatter_png
 from sne_plugin.bench.runner import BenchConfig, run_benchmark
 from sne_plugin.bench.tasks import select_tasks
+from sne_plugin.errors import SNEError
 
 __all__ = ["main", "register"]
 
@@ -51,6 +52,8 @@ def _notes(profile: str) -> str:
 def main(args: argparse.Namespace) -> int:
     """Run the benchmark described by ``args`` and write the report."""
     start = time.perf_counter()
+    if args.seeds < 1 or args.workers < 1:
+        raise SNEError(f"expected --seeds and --workers >= 1, got {args.seeds} and {args.workers}")
     tasks = select_tasks(args.profile, args.tasks)
     config = BenchConfig(args.profile, args.tasks, args.methods, args.seeds, args.cache,
                          args.workers, not args.quiet)

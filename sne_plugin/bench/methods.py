@@ -27,7 +27,7 @@ __all__ = ["EPOCH_CAPS", "METHODS", "MethodResult", "MethodSpec", "run_method", 
 
 EPOCH_CAPS: dict[str, dict[str, int]] = {
     "smoke": {"sne": 2, "deepsets": 2, "flatmlp": 2, "nfn_np": 2, "nfn_hnp": 2},
-    "small": {"sne": 6, "deepsets": 12, "nfn_np": 8, "nfn_hnp": 8},
+    "small": {"sne": 20, "deepsets": 20, "nfn_np": 15, "nfn_hnp": 15},
     "full": {},
 }
 """Per profile, the most training epochs of the torch methods (absent: the default)."""

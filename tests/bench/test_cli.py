@@ -36,3 +36,8 @@ def test_unknown_method(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> N
                "--out", str(tmp_path / "B.md")])
     assert rc == 2
     assert "unknown method 'statn'; did you mean 'statnn'?" in capsys.readouterr().err
+
+
+def test_bad_seeds(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["bench", "--smoke", "--seeds", "0", "--cache", str(tmp_path)]) == 2
+    assert "expected --seeds and --workers >= 1, got 0 and 2" in capsys.readouterr().err
