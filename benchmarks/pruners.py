@@ -187,7 +187,7 @@ def table(results: dict[str, list[Run]], args: argparse.Namespace, zoo_s: float)
             f"| {name} | {epochs:.0f} | {100 * epochs / nop:.0f}% | {best.mean():.2f} ± {best.std():.2f} "
             f"| {wall:.0f} | {hook} |"
         )
-    return "\n".join(lines + ["", *verdicts(results)]) + "\n"
+    return "\n".join([*lines, "", *verdicts(results)]) + "\n"
 
 
 def _hook_share(runs: list[Run]) -> str:
