@@ -294,6 +294,7 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         bar = _progress(epochs, self.verbose)
         for _ in range(epochs):
             loss = self._epoch(data, y_t, train_idx, schedule)
+            self._recalibrate(data, train_idx)
             tau = self._val_tau(data, target, val_idx)
             self.n_epochs_ += 1
             self.history_.append({"epoch": self.n_epochs_, "loss": loss, "val_tau": tau})
@@ -311,6 +312,28 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         if best[1] is not None:
             self.module_.load_state_dict(best[1])
             self.best_val_tau_ = best[0]
+
+    @torch.no_grad()
+    def _recalibrate(self, data: _Data, idx: np.ndarray) -> None:
+        """Exact standardisation statistics for the encoder as it now is.
+
+        Running averages of minibatch statistics lag behind an encoder that is still
+        learning, and the differences between networks are small next to the shift: stale
+        statistics left predictions miscalibrated (all near 0 on a zoo whose accuracies
+        reach 0.95) although they ranked well. So after every epoch the statistics are
+        recomputed on (up to 512 of) the training networks.
+        """
+        sample = idx if len(idx) <= 512 else np.sort(self._rng.choice(idx, 512, replace=False))
+        if len(sample) < 2:
+            return
+        self.module_.eval()
+        parts = []
+        for lo in range(0, len(sample), 64):
+            sub = data.subset(sample[lo : lo + 64])
+            batch = make_batch(sub.specs, self.chunk_size, self.max_set).to(self.device_)
+            flat = torch.cat(sub.flats).to(self.device_) / self.weight_scale_
+            parts.append(self.module_.encoder(batch, flat).float())
+        self.module_.standardize.set_statistics(torch.cat(parts))
 
     def _split(self, n: int, early_stopping: bool) -> tuple[np.ndarray, np.ndarray]:
         order = self._rng.permutation(n)

@@ -258,6 +258,13 @@ class Standardize(nn.Module):
             mean, var = self.mean.to(x.dtype), self.var.to(x.dtype)
         return (x - mean) * torch.rsqrt(var + self.eps)
 
+    @torch.no_grad()
+    def set_statistics(self, x: torch.Tensor) -> None:
+        """Set the statistics to those of the embeddings ``x`` (n, width) exactly."""
+        self.mean.copy_(x.mean(0))
+        self.var.copy_(x.var(0, unbiased=False))
+        self.seen.fill_(max(int(self.seen), 1))
+
 
 class SNENet(nn.Module):
     """Encoder plus head: networks -> one prediction (a logit for ``bce``) each."""
