@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import subprocess
 import sys
@@ -28,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _models import MODELS, small_cnn
 
 from sne_plugin import SNERegressor, read_weights
+from sne_plugin.bench.report import machine as bench_machine
 from sne_plugin.encoder.model import SNENet
 from sne_plugin.encoder.plan import make_batch, spec_plan
 
@@ -192,18 +191,8 @@ def fit_predict(args: argparse.Namespace) -> dict[str, float]:
 
 
 def machine(device: str) -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    text = f"{cpu}, {os.cpu_count()} cores visible, torch {torch.__version__}, {torch.get_num_threads()} torch threads"
-    if device == "cuda":
-        text += f", {torch.cuda.get_device_name(0)}"
-    return text
+    name = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
+    return bench_machine(name, f"{torch.get_num_threads()} torch threads")
 
 
 def report(

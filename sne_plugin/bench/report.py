@@ -19,7 +19,7 @@ __all__ = ["BEGIN", "END", "machine", "render", "replace_block", "scatter_png"]
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 
-def machine() -> str:
+def machine(device: str = "cpu", threads: str = "1 torch thread per worker") -> str:
     """CPU model, cores, torch version and device, in one line."""
     cpu = platform.processor() or platform.machine()
     try:
@@ -30,7 +30,7 @@ def machine() -> str:
     except OSError:
         pass
     return (f"{cpu}, {os.cpu_count()} cores visible, torch {torch.__version__}, "
-            f"device cpu, 1 torch thread per worker")
+            f"device {device}, {threads}")
 
 
 def _mean_std(values: list[float], fmt: str = "{:.3f}") -> str:
