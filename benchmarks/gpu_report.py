@@ -9,10 +9,6 @@ import json
 import sys
 from pathlib import Path
 
-# Measured bf16 dense matrix-product peak of the H200 in this workplace (KINDS.md), and the
-# card's dense bf16 specification.
-PEAK_MEASURED_TFLOPS = 790.0
-
 
 def main(path: str) -> None:
     data = json.loads(Path(path).read_text())
@@ -37,7 +33,6 @@ def main(path: str) -> None:
     for key, value in data.items():
         if key.startswith(("error/", "skipped/", "train/")):
             print(f"- {key}: {value}")
-    _ = PEAK_MEASURED_TFLOPS
 
 
 def plot(path: str, png: str) -> None:

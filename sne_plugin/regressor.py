@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import math
 import os
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -513,5 +512,3 @@ def _version() -> str:
 
     return __version__
 
-
-_ = warnings  # reserved for deprecations

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
@@ -284,5 +283,3 @@ class SNENet(nn.Module):
         out: torch.Tensor = self.standardize(self.encoder(batch, flat))
         return out
 
-
-_ = F  # functional API kept available for subclasses
