@@ -24,7 +24,7 @@ from ._bank import PREDICTION_ATTR, WeightsBank, weight_steps
 __all__ = ["SNEPruner", "default_regressor"]
 
 _SNE = "SNEPruner"
-_REFERENCES = ("predictions", "values")
+_REFERENCES = ("predictions", "values", "peers")
 
 
 def default_regressor(*, loss: str = "bce") -> Any:
@@ -40,8 +40,16 @@ def default_regressor(*, loss: str = "bce") -> Any:
     from sne_plugin.regressor import SNERegressor
 
     return SNERegressor(
-        chunk_size=64, width=16, heads=1, epochs=15, batch_size=32, lr=3e-3,
-        invariance_weight=0.0, validation_fraction=0.0, loss=loss, random_state=0,
+        chunk_size=64,
+        width=16,
+        heads=1,
+        epochs=15,
+        batch_size=32,
+        lr=3e-3,
+        invariance_weight=0.0,
+        validation_fraction=0.0,
+        loss=loss,
+        random_state=0,
     )
 
 
@@ -157,7 +165,8 @@ class SNEPruner(BasePruner):
         if step < self._n_warmup_steps:
             return False
         completed = _completed(study)
-        if len(completed) < self._n_min_trials:
+        needs_completed = self._online or self._reference_kind != "peers"
+        if needs_completed and len(completed) < self._n_min_trials:
             return False
         model = self._current_model(study, completed)
         if model is None:
@@ -165,7 +174,7 @@ class SNEPruner(BasePruner):
         predicted = self._predicted(study, model, trial, step, net)
         if predicted is None:
             return False
-        reference = self._reference(model, completed, step)
+        reference = self._reference(study, model, trial, completed, step)
         if len(reference) < self._n_min_trials:
             return False
         return _is_worse(study.direction, predicted, reference, self._percentile)
@@ -201,28 +210,45 @@ class SNEPruner(BasePruner):
             _record(study, trial, f"{PREDICTION_ATTR}{step}", value)
         return self._predictions[key]
 
-    def _reference(self, model: Any, completed: list[FrozenTrial], step: int) -> np.ndarray:
+    def _reference(
+        self,
+        study: optuna.study.Study,
+        model: Any,
+        trial: FrozenTrial,
+        completed: list[FrozenTrial],
+        step: int,
+    ) -> np.ndarray:
         """What the trial is ranked against: final values, or predictions at the same step."""
         if self._reference_kind == "values":
             return np.asarray([t.value for t in completed], dtype=float)
-        found = [self._prediction_at(model, trial, step) for trial in completed]
+        others = completed if self._reference_kind == "predictions" else _peers(study, trial, step)
+        found = self._predictions_at(model, others, step)
         return np.asarray([v for v in found if v is not None], dtype=float)
 
-    def _prediction_at(self, model: Any, trial: FrozenTrial, step: int) -> float | None:
-        """The prediction for a finished trial's weights at its last reported step <= ``step``."""
-        steps = [s for s in weight_steps(trial) if s <= step]
-        if not steps:
-            return None
-        key = (trial._trial_id, steps[-1])
-        if key not in self._predictions:
-            net = self._weights(trial, steps[-1])
-            if net is None or not net.is_finite():
-                return None
-            value = _predict_one(model, net, trial.number)
-            if value is None:
-                return None
-            self._predictions[key] = value
-        return self._predictions[key]
+    def _predictions_at(
+        self, model: Any, trials: list[FrozenTrial], step: int
+    ) -> list[float | None]:
+        """Predictions for ``trials``' weights at their last reported step <= ``step``.
+
+        Uncached ones are predicted in one batch (one call of ``model.predict``).
+        """
+        keys: list[tuple[int, int] | None] = []
+        todo: dict[tuple[int, int], tuple[FrozenTrial, NetworkWeights]] = {}
+        for other in trials:
+            steps = [s for s in weight_steps(other) if s <= step]
+            key = (other._trial_id, steps[-1]) if steps else None
+            keys.append(key)
+            if key is None or key in self._predictions or key in todo:
+                continue
+            net = self._weights(other, key[1])
+            if net is not None and net.is_finite():
+                todo[key] = (other, net)
+        if todo:
+            values = _predict_many(model, [net for _, net in todo.values()])
+            for key, value in zip(todo, values, strict=True):
+                if value is not None:
+                    self._predictions[key] = value
+        return [None if key is None else self._predictions.get(key) for key in keys]
 
     def _current_model(self, study: optuna.study.Study, completed: list[FrozenTrial]) -> Any | None:
         if not self._online:
@@ -234,8 +260,17 @@ class SNEPruner(BasePruner):
     def _refit(self, study: optuna.study.Study, completed: list[FrozenTrial]) -> None:
         self._n_fitted = len(completed)  # also on failure: retry only after refit_every more
         X, y, used = self._training_data(completed)
-        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        keep = [t for t in completed if t.number in set(used)] + running
+        others = (
+            (TrialState.RUNNING, TrialState.PRUNED)
+            if self._reference_kind == "peers"
+            else (TrialState.RUNNING,)
+        )
+        running = study.get_trials(deepcopy=False, states=others)
+        keep = (
+            completed + running
+            if self._reference_kind == "peers"
+            else [t for t in completed if t.number in set(used)] + running
+        )
         self._bank.retain(t._trial_id for t in keep)
         if len(set(used)) < self._n_min_trials:
             return
@@ -346,6 +381,35 @@ def _artifact_store(artifact_dir: Any, artifact_store: Any) -> Any | None:
 def _completed(study: optuna.study.Study) -> list[FrozenTrial]:
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     return [t for t in trials if t.value is not None and math.isfinite(t.value)]
+
+
+def _peers(study: optuna.study.Study, trial: FrozenTrial, step: int) -> list[FrozenTrial]:
+    """Every other trial that got as far as ``step``, or ended before it (COMPLETE or PRUNED)."""
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    peers = []
+    for other in study.get_trials(deepcopy=False, states=states):
+        if other._trial_id == trial._trial_id:
+            continue
+        value = other.value if other.state == TrialState.COMPLETE else 0.0
+        if value is None or not math.isfinite(value):
+            continue
+        steps = weight_steps(other)
+        if steps and (other.state != TrialState.RUNNING or steps[-1] >= step):
+            peers.append(other)
+    return peers
+
+
+def _predict_many(model: Any, nets: list[NetworkWeights]) -> list[float | None]:
+    """One ``predict`` call for all ``nets``; None for each on failure or a non-finite value."""
+    try:
+        out = np.asarray(model.predict(nets), dtype=float).reshape(-1)
+    except Exception as exc:
+        _warn(f"the regressor failed on {len(nets)} reference networks ({exc})")
+        return [None] * len(nets)
+    if out.shape != (len(nets),):
+        _warn(f"the regressor returned shape {out.shape} for {len(nets)} networks")
+        return [None] * len(nets)
+    return [float(v) if math.isfinite(v) else None for v in out]
 
 
 def _predict_one(model: Any, net: NetworkWeights, number: int) -> float | None:

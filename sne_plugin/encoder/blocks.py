@@ -45,7 +45,8 @@ class MAB(nn.Module):
         self, x: torch.Tensor, y: torch.Tensor, key_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
         if self.norm_first:
-            hidden = x + self._attend(self.ln1(x), self.ln1(y), key_mask)
+            normed = self.ln1(x)
+            hidden = x + self._attend(normed, normed if y is x else self.ln1(y), key_mask)
             return hidden + self.ff(self.ln2(hidden))
         hidden = self.ln1(x + self._attend(x, y, key_mask))
         return self.ln2(hidden + self.ff(hidden))

@@ -132,40 +132,38 @@ class SNEEncoder(nn.Module):
         return self.net_pma(self.net_sab(packed, mask), mask)
 
     def encode_chunks(self, batch: Batch, flat: torch.Tensor) -> torch.Tensor:
-        """(Q, width): one vector per chunk, streamed ``max_chunks_per_pass`` chunks at a time."""
+        """(Q, width): one vector per chunk, streamed ``max_chunks_per_pass`` chunks at a time.
+
+        Chunks of every kernel shape share a pass: each shape is lifted on its own, then the
+        lifted chunks go through the chunk encoder together (one call per pass, not per shape).
+        """
         padded = torch.cat([flat, flat.new_zeros(1)])  # index n_params reads a zero
         out = flat.new_empty(batch.n_chunks, self.width)
-        step = self.max_chunks_per_pass
-        for group in batch.groups:
-            for lo in range(0, len(group.start), step):
-                sl = slice(lo, lo + step)
-                part = ChunkGroup(
-                    group.kernel_shape, group.start[sl], group.valid[sl], group.chunk_id[sl]
-                )
-                vecs = self._chunk_pass(part, padded, batch)
-                out = out.index_copy(0, part.chunk_id, vecs.to(out.dtype))
+        for parts in _passes(batch.groups, self.max_chunks_per_pass):
+            vecs = self._chunk_pass(parts, padded, batch)
+            ids = parts[0].chunk_id if len(parts) == 1 else torch.cat([p.chunk_id for p in parts])
+            out = out.index_copy(0, ids, vecs.to(out.dtype))
         return out
 
-    def _chunk_pass(self, group: ChunkGroup, padded: torch.Tensor, batch: Batch) -> torch.Tensor:
+    def _chunk_pass(
+        self, parts: list[ChunkGroup], padded: torch.Tensor, batch: Batch
+    ) -> torch.Tensor:
         if self.training and torch.is_grad_enabled() and batch.n_chunks > self.max_chunks_per_pass:
             # Bounded memory when training on very large networks: recompute in backward.
             out: torch.Tensor = checkpoint(
-                self._chunk_forward, group, padded, batch, use_reentrant=False
+                self._chunk_forward, parts, padded, batch, use_reentrant=False
             )
             return out
-        return self._chunk_forward(group, padded, batch)
+        return self._chunk_forward(parts, padded, batch)
 
-    def _chunk_forward(self, group: ChunkGroup, padded: torch.Tensor, batch: Batch) -> torch.Tensor:
-        c, k = self.chunk_size, math.prod(group.kernel_shape)
-        elem = torch.arange(c, device=padded.device)
-        mask = elem[None, :] < group.valid[:, None]  # (S, c)
-        index = group.start[:, None, None] + (
-            elem[None, :, None] * k + torch.arange(k, device=padded.device)
-        )
-        index = torch.where(mask[:, :, None], index, padded.shape[0] - 1)
-        x = self.lift(padded[index], group.kernel_shape)  # (S, c, width)
+    def _chunk_forward(
+        self, parts: list[ChunkGroup], padded: torch.Tensor, batch: Batch
+    ) -> torch.Tensor:
+        lifted, masks = zip(*(self._lift(part, padded) for part in parts), strict=True)
+        x = lifted[0] if len(parts) == 1 else torch.cat(lifted)
+        mask = masks[0] if len(parts) == 1 else torch.cat(masks)
+        ids = parts[0].chunk_id if len(parts) == 1 else torch.cat([p.chunk_id for p in parts])
         x = self.chunk_sab1(x, mask)
-        ids = group.chunk_id
         enc = self.type_embedding(batch.chunk_type[ids]) + sinusoid(
             batch.chunk_depth[ids], self.width
         )
@@ -173,6 +171,17 @@ class SNEEncoder(nn.Module):
             enc = enc + sinusoid(batch.chunk_pos[ids], self.width)
         x = self.chunk_sab2(x + enc[:, None, :].to(x.dtype), mask)
         return self.chunk_pma(x, mask)
+
+    def _lift(self, group: ChunkGroup, padded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(S, c, width) lifted elements of a group's chunks and their (S, c) mask."""
+        c, k = self.chunk_size, math.prod(group.kernel_shape)
+        elem = torch.arange(c, device=padded.device)
+        mask = elem[None, :] < group.valid[:, None]  # (S, c)
+        index = group.start[:, None, None] + (
+            elem[None, :, None] * k + torch.arange(k, device=padded.device)
+        )
+        index = torch.where(mask[:, :, None], index, padded.shape[0] - 1)
+        return self.lift(padded[index], group.kernel_shape), mask
 
     def encode_chunk_sets(self, batch: Batch, chunks: torch.Tensor) -> torch.Tensor:
         """(T, width): one vector per tensor, pooling at most ``max_set`` chunks per set."""
@@ -216,6 +225,27 @@ def tensor_statistics(flat: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
     mean_abs = torch.segment_reduce(x.abs(), "mean", lengths=lengths)
     stats = torch.stack([mean, std, low, high, mean_abs], dim=1)
     return stats.sign() * stats.abs().log1p()
+
+
+def _passes(groups: list[ChunkGroup], step: int) -> list[list[ChunkGroup]]:
+    """Split the chunk groups into passes of at most ``step`` chunks (shapes may share one)."""
+    passes: list[list[ChunkGroup]] = [[]]
+    room = step
+    for group in groups:
+        lo, n = 0, len(group.start)
+        while lo < n:
+            if room == 0:
+                passes.append([])
+                room = step
+            hi = min(n, lo + room)
+            sl = slice(lo, hi)
+            part = ChunkGroup(
+                group.kernel_shape, group.start[sl], group.valid[sl], group.chunk_id[sl]
+            )
+            passes[-1].append(part if (lo, hi) != (0, n) else group)
+            room -= hi - lo
+            lo = hi
+    return [p for p in passes if p]
 
 
 def _gather_pack(items: torch.Tensor, pack: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -282,4 +312,3 @@ class SNENet(nn.Module):
         """Standardised network embeddings, (B, width)."""
         out: torch.Tensor = self.standardize(self.encoder(batch, flat))
         return out
-

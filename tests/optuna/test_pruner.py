@@ -98,6 +98,34 @@ def test_values_reference_compares_predictions_with_final_values(
     assert answers == [False, prediction < min(ZOO_SCALES)]
 
 
+@pytest.mark.parametrize("direction", ["maximize", "minimize"])
+def test_peers_reference_counts_pruned_trials_and_needs_no_complete_one(
+    tmp_path: Path, pretrained: dict[str, SNERegressor], direction: str
+) -> None:
+    pruner = _pruner("pretrained", direction, pretrained, reference="peers")
+    study = _study(tmp_path, direction, pruner)
+    for scale in ZOO_SCALES[:8]:  # stopped by the user: PRUNED, with weights at both steps
+        trial = study.ask()
+        for step in range(2):
+            report_weights(trial, net(float(scale), SEED, step), step)
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    assert run_trial(study, BAD, seed=SEED) == [False, True]
+    assert run_trial(study, GOOD, seed=SEED) == [False, False]
+    # one prediction each, at step 1: the 8 PRUNED trials, BAD and GOOD (batched, cached)
+    assert sorted(step for _, step in pruner._predictions) == [1] * 10
+
+
+def test_predictions_reference_ignores_pruned_trials(
+    tmp_path: Path, pretrained: dict[str, SNERegressor]
+) -> None:
+    study = _study(tmp_path, "maximize", _pruner("pretrained", "maximize", pretrained))
+    for scale in ZOO_SCALES[:8]:
+        trial = study.ask()
+        report_weights(trial, net(float(scale), SEED, 1), 1)
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    assert run_trial(study, BAD, seed=SEED) == [False, False]
+
+
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
 def test_diverged_weights_are_pruned_at_once(tmp_path: Path, value: float) -> None:
     study = _study(tmp_path, "maximize", SNEPruner(factory=tiny_regressor))
