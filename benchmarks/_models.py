@@ -89,6 +89,7 @@ def mlp(width: int, depth: int) -> nn.Module:
 MODELS: dict[str, Callable[[], nn.Module]] = {
     "small_cnn (5k)": small_cnn,
     "mlp (1M)": lambda: mlp(512, 4),
+    "mlp (10M)": lambda: mlp(1600, 4),
     "resnet18 (11.7M)": resnet18,
     "vit_s16 (22M)": vit,
     "vit_b16 (86M)": lambda: vit(768, 12, 12),

@@ -99,7 +99,7 @@ def encode_all(args: argparse.Namespace) -> list[dict[str, object]]:
     rows = []
     for name, factory in MODELS.items():
         n_params = sum(p.numel() for p in factory().parameters()) if "100M" not in name else 1e8
-        if n_params > args.max_params:
+        if n_params > args.max_params or (args.models and name not in args.models):
             continue
         for dtype in args.dtypes:
             for compile_ in [False, True] if args.compile else [False]:
@@ -114,7 +114,11 @@ def encode_all(args: argparse.Namespace) -> list[dict[str, object]]:
                     dtype,
                     "--repeats",
                     str(args.repeats),
-                ] + (["--compile"] if compile_ else [])
+                    "--threads",
+                    str(args.threads),
+                ]
+                cmd += ["--compile"] if compile_ else []
+                cmd += ["--pass-chunks", str(args.pass_chunks)] if args.pass_chunks else []
                 out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
                 if out.returncode:
                     print(f"{name} {dtype}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
@@ -275,8 +279,14 @@ def main() -> None:
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--pass-chunks", type=int, default=None, help="max_chunks_per_pass (default: the default)"
+    )
+    parser.add_argument("--models", nargs="+", default=None, help="only models named so")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.pass_chunks:
+        ENCODER["max_chunks_per_pass"] = args.pass_chunks
     if args.one:
         print(json.dumps(encode_one(args.one, args.device, args.dtype, args.compile, args.repeats)))
         return

@@ -81,7 +81,7 @@ def pretrain(data: Any, args: argparse.Namespace) -> tuple[SNERegressor, float]:
             snapshots.append(read_weights(model))
         final = ex.accuracy(model, data)
         study.tell(trial, final)
-        keep = [s for s in snapshots[2:] if s.is_finite()]
+        keep = [s for s in snapshots[args.first_step :] if s.is_finite()]
         nets += keep
         finals += [final] * len(keep)
     regressor = SNERegressor(
@@ -232,6 +232,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--top-k-epochs", type=int, default=3)
     parser.add_argument("--top-share", type=float, default=0.25)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--first-step", type=int, default=1, help="first epoch index kept in the pretraining zoo"
+    )
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "pruners.md"))
     args = parser.parse_args(argv)
     if args.small:

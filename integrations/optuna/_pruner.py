@@ -16,6 +16,7 @@ from optuna.artifacts import FileSystemArtifactStore
 from optuna.pruners import BasePruner
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
+from scipy.stats import rankdata
 
 from sne_plugin.weights import NetworkWeights
 
@@ -118,6 +119,7 @@ class SNEPruner(BasePruner):
         fine_tune_epochs: int = 3,
         max_train_networks: int = 256,
         reference: str = "predictions",
+        learning_curve: float = 0.0,
         artifact_dir: str | os.PathLike[str] | None = None,
         artifact_store: Any | None = None,
     ) -> None:
@@ -128,7 +130,16 @@ class SNEPruner(BasePruner):
         _check_mode(regressor, online, factory, percentile)
         if reference not in _REFERENCES:
             raise ValueError(f"reference must be one of {_REFERENCES}, but got {reference=}.")
+        if not 0.0 <= learning_curve <= 1.0:
+            raise ValueError(f"learning_curve must be between 0 and 1, but got {learning_curve=}.")
+        if learning_curve and reference == "values":
+            raise ValueError(
+                "learning_curve ranks intermediate values at the same step, which "
+                f"reference='values' does not have; use 'peers' or 'predictions', but got "
+                f"{reference=} with {learning_curve=}."
+            )
         self._reference_kind = reference
+        self._learning_curve = float(learning_curve)
         self._percentile = float(percentile)
         self._n_warmup_steps = n_warmup_steps
         self._n_min_trials = n_min_trials
@@ -174,10 +185,39 @@ class SNEPruner(BasePruner):
         predicted = self._predicted(study, model, trial, step, net)
         if predicted is None:
             return False
-        reference = self._reference(study, model, trial, completed, step)
+        if self._reference_kind == "values":
+            finals = np.asarray([t.value for t in completed], dtype=float)
+            return _is_worse(study.direction, predicted, finals, self._percentile)
+        others = completed if self._reference_kind == "predictions" else _peers(study, trial, step)
+        found = self._predictions_at(model, others, step)
+        if self._learning_curve:
+            own = _value_at(trial, step)
+            if own is not None:
+                return self._blended_is_worse(study, predicted, own, others, found, step)
+        reference = np.asarray([v for v in found if v is not None], dtype=float)
         if len(reference) < self._n_min_trials:
             return False
         return _is_worse(study.direction, predicted, reference, self._percentile)
+
+    def _blended_is_worse(
+        self,
+        study: optuna.study.Study,
+        predicted: float,
+        own_value: float,
+        others: list[FrozenTrial],
+        found: list[float | None],
+        step: int,
+    ) -> bool:
+        """Rank by a blend of the prediction's rank and the intermediate value's rank."""
+        pairs = [(p, _value_at(t, step)) for t, p in zip(others, found, strict=True)]
+        pairs = [(p, v) for p, v in pairs if p is not None and v is not None]
+        if len(pairs) < self._n_min_trials:
+            return False
+        sign = 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0
+        table = sign * np.asarray([(predicted, own_value), *pairs], dtype=float)
+        ranks = np.column_stack([rankdata(col) / len(col) for col in table.T])
+        score = (1.0 - self._learning_curve) * ranks[:, 0] + self._learning_curve * ranks[:, 1]
+        return bool(score[0] < np.percentile(score[1:], self._percentile))
 
     # ------------------------------------------------------------------ used by report_weights
     @property
@@ -209,21 +249,6 @@ class SNEPruner(BasePruner):
             self._predictions[key] = value
             _record(study, trial, f"{PREDICTION_ATTR}{step}", value)
         return self._predictions[key]
-
-    def _reference(
-        self,
-        study: optuna.study.Study,
-        model: Any,
-        trial: FrozenTrial,
-        completed: list[FrozenTrial],
-        step: int,
-    ) -> np.ndarray:
-        """What the trial is ranked against: final values, or predictions at the same step."""
-        if self._reference_kind == "values":
-            return np.asarray([t.value for t in completed], dtype=float)
-        others = completed if self._reference_kind == "predictions" else _peers(study, trial, step)
-        found = self._predictions_at(model, others, step)
-        return np.asarray([v for v in found if v is not None], dtype=float)
 
     def _predictions_at(
         self, model: Any, trials: list[FrozenTrial], step: int
@@ -397,6 +422,15 @@ def _peers(study: optuna.study.Study, trial: FrozenTrial, step: int) -> list[Fro
         if steps and (other.state != TrialState.RUNNING or steps[-1] >= step):
             peers.append(other)
     return peers
+
+
+def _value_at(trial: FrozenTrial, step: int) -> float | None:
+    """The trial's intermediate value at its last reported step <= ``step`` (finite), if any."""
+    steps = [s for s in trial.intermediate_values if s <= step]
+    if not steps:
+        return None
+    value = trial.intermediate_values[max(steps)]
+    return float(value) if value is not None and math.isfinite(value) else None
 
 
 def _predict_many(model: Any, nets: list[NetworkWeights]) -> list[float | None]:

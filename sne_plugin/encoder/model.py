@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from sne_plugin.encoder.blocks import PMA, SetStack
-from sne_plugin.encoder.plan import N_TYPES, Batch, ChunkGroup
+from sne_plugin.encoder.plan import N_TYPES, Batch, ChunkGroup, Pass
 
 __all__ = ["KernelLift", "SNEEncoder", "SNENet", "sinusoid"]
 
@@ -121,8 +121,7 @@ class SNEEncoder(nn.Module):
 
     def forward(self, batch: Batch, flat: torch.Tensor) -> torch.Tensor:
         """``flat``: the batch's networks' flat parameter vectors, concatenated -> (B, width)."""
-        chunks = self.encode_chunks(batch, flat)
-        tensors = self.encode_chunk_sets(batch, chunks)
+        tensors = self.encode_tensors(batch, flat)
         if self.stats_mlp is not None:
             stats = tensor_statistics(flat, batch.tensor_size)
             tensors = tensors + self.stats_mlp(stats.to(tensors.dtype))
@@ -131,35 +130,63 @@ class SNEEncoder(nn.Module):
         packed = packed + sinusoid(batch.net_depth, self.width).to(packed.dtype)
         return self.net_pma(self.net_sab(packed, mask), mask)
 
-    def encode_chunks(self, batch: Batch, flat: torch.Tensor) -> torch.Tensor:
-        """(Q, width): one vector per chunk, streamed ``max_chunks_per_pass`` chunks at a time.
+    def encode_tensors(self, batch: Batch, flat: torch.Tensor) -> torch.Tensor:
+        """(T, width): one vector per tensor.
 
-        Chunks of every kernel shape share a pass: each shape is lifted on its own, then the
-        lifted chunks go through the chunk encoder together (one call per pass, not per shape).
+        Streamed: each pass encodes the chunks of whole first-level chunk sets (at most
+        ``max_chunks_per_pass`` chunks) and pools those sets at once, so chunk vectors live
+        for one pass only; what outlives a pass is one vector per set of up to ``max_set``
+        chunks. The working memory beyond the weights is then bounded by the pass size (plus
+        ``1 / (chunk_size * max_set)`` of the parameter count for the set vectors). Sets of
+        sets (tensors of more than ``max_set`` chunks) are pooled further level by level.
         """
-        padded = torch.cat([flat, flat.new_zeros(1)])  # index n_params reads a zero
-        out = flat.new_empty(batch.n_chunks, self.width)
-        for parts in _passes(batch.groups, self.max_chunks_per_pass):
-            vecs = self._chunk_pass(parts, padded, batch)
-            ids = parts[0].chunk_id if len(parts) == 1 else torch.cat([p.chunk_id for p in parts])
-            out = out.index_copy(0, ids, vecs.to(out.dtype))
+        passes = batch.passes(self.max_chunks_per_pass)
+        pooled = [self._set_pass(p, flat, batch, len(passes) > 1) for p in passes]
+        items = pooled[0] if len(pooled) == 1 else torch.cat(pooled)
+        out = items.new_zeros(batch.n_tensors, self.width)
+        for depth, level in enumerate(batch.set_levels):
+            if depth:
+                packed, mask = _gather_pack(items, level.pack)
+                items = self._pool_sets(packed, mask, level.owner)
+            out = out.index_copy(0, level.final_ids, items[level.final])
+            items = items[~level.final]
         return out
 
-    def _chunk_pass(
-        self, parts: list[ChunkGroup], padded: torch.Tensor, batch: Batch
-    ) -> torch.Tensor:
-        if self.training and torch.is_grad_enabled() and batch.n_chunks > self.max_chunks_per_pass:
+    def _set_pass(self, p: Pass, flat: torch.Tensor, batch: Batch, streamed: bool) -> torch.Tensor:
+        if streamed and self.training and torch.is_grad_enabled():
             # Bounded memory when training on very large networks: recompute in backward.
-            out: torch.Tensor = checkpoint(
-                self._chunk_forward, parts, padded, batch, use_reentrant=False
-            )
+            out: torch.Tensor = checkpoint(self._set_forward, p, flat, batch, use_reentrant=False)
             return out
-        return self._chunk_forward(parts, padded, batch)
+        return self._set_forward(p, flat, batch)
+
+    def _set_forward(self, p: Pass, flat: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """The pooled vectors of the first-level sets of one pass, (set_hi - set_lo, width)."""
+        parts = [
+            ChunkGroup(g.kernel_shape, g.start[lo:hi], g.valid[lo:hi], g.chunk_id[lo:hi])
+            for g, lo, hi in ((batch.groups[i], lo, hi) for i, lo, hi in p.slices)
+        ]
+        vecs = self._chunk_forward(parts, flat, batch)
+        if len(parts) > 1:  # back to chunk order
+            local = torch.cat([part.chunk_id for part in parts]) - p.chunk_lo
+            vecs = vecs.new_empty(vecs.shape).index_copy(0, local, vecs)
+        level = batch.set_levels[0]
+        pack = level.pack[p.set_lo : p.set_hi, : p.width]
+        packed, mask = _gather_pack(vecs, torch.where(pack >= 0, pack - p.chunk_lo, -1))
+        return self._pool_sets(packed, mask, level.owner[p.set_lo : p.set_hi])
+
+    def _pool_sets(
+        self, packed: torch.Tensor, mask: torch.Tensor, depth: torch.Tensor
+    ) -> torch.Tensor:
+        hidden = self.set_sab(packed, mask) + sinusoid(depth, self.width)[:, None, :].to(
+            packed.dtype
+        )
+        return self.set_pma(hidden, mask)
 
     def _chunk_forward(
-        self, parts: list[ChunkGroup], padded: torch.Tensor, batch: Batch
+        self, parts: list[ChunkGroup], flat: torch.Tensor, batch: Batch
     ) -> torch.Tensor:
-        lifted, masks = zip(*(self._lift(part, padded) for part in parts), strict=True)
+        """(chunks, width) for the chunks of ``parts``, in the order of the parts."""
+        lifted, masks = zip(*(self._lift(part, flat) for part in parts), strict=True)
         x = lifted[0] if len(parts) == 1 else torch.cat(lifted)
         mask = masks[0] if len(parts) == 1 else torch.cat(masks)
         ids = parts[0].chunk_id if len(parts) == 1 else torch.cat([p.chunk_id for p in parts])
@@ -172,30 +199,17 @@ class SNEEncoder(nn.Module):
         x = self.chunk_sab2(x + enc[:, None, :].to(x.dtype), mask)
         return self.chunk_pma(x, mask)
 
-    def _lift(self, group: ChunkGroup, padded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _lift(self, group: ChunkGroup, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(S, c, width) lifted elements of a group's chunks and their (S, c) mask."""
         c, k = self.chunk_size, math.prod(group.kernel_shape)
-        elem = torch.arange(c, device=padded.device)
+        elem = torch.arange(c, device=flat.device)
         mask = elem[None, :] < group.valid[:, None]  # (S, c)
         index = group.start[:, None, None] + (
-            elem[None, :, None] * k + torch.arange(k, device=padded.device)
+            elem[None, :, None] * k + torch.arange(k, device=flat.device)
         )
-        index = torch.where(mask[:, :, None], index, padded.shape[0] - 1)
-        return self.lift(padded[index], group.kernel_shape), mask
-
-    def encode_chunk_sets(self, batch: Batch, chunks: torch.Tensor) -> torch.Tensor:
-        """(T, width): one vector per tensor, pooling at most ``max_set`` chunks per set."""
-        items = chunks
-        out = chunks.new_zeros(batch.n_tensors, self.width)
-        for level in batch.set_levels:
-            packed, mask = _gather_pack(items, level.pack)
-            hidden = self.set_sab(packed, mask) + sinusoid(level.owner, self.width)[:, None, :].to(
-                packed.dtype
-            )
-            pooled = self.set_pma(hidden, mask)
-            out = out.index_copy(0, level.final_ids, pooled[level.final])
-            items = pooled[~level.final]
-        return out
+        # Padding reads the first value and is zeroed: no padded copy of the weights.
+        values = flat[torch.where(mask[:, :, None], index, 0)] * mask[:, :, None]
+        return self.lift(values, group.kernel_shape), mask
 
     @staticmethod
     def _pool(items: torch.Tensor, pack: torch.Tensor, sab: SetStack, pma: PMA) -> torch.Tensor:
@@ -225,27 +239,6 @@ def tensor_statistics(flat: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
     mean_abs = torch.segment_reduce(x.abs(), "mean", lengths=lengths)
     stats = torch.stack([mean, std, low, high, mean_abs], dim=1)
     return stats.sign() * stats.abs().log1p()
-
-
-def _passes(groups: list[ChunkGroup], step: int) -> list[list[ChunkGroup]]:
-    """Split the chunk groups into passes of at most ``step`` chunks (shapes may share one)."""
-    passes: list[list[ChunkGroup]] = [[]]
-    room = step
-    for group in groups:
-        lo, n = 0, len(group.start)
-        while lo < n:
-            if room == 0:
-                passes.append([])
-                room = step
-            hi = min(n, lo + room)
-            sl = slice(lo, hi)
-            part = ChunkGroup(
-                group.kernel_shape, group.start[sl], group.valid[sl], group.chunk_id[sl]
-            )
-            passes[-1].append(part if (lo, hi) != (0, n) else group)
-            room -= hi - lo
-            lo = hi
-    return [p for p in passes if p]
 
 
 def _gather_pack(items: torch.Tensor, pack: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -34,7 +34,7 @@ import torch
 
 from sne_plugin.weights import LayerKind, NetworkSpec
 
-__all__ = ["Batch", "ChunkGroup", "SpecPlan", "make_batch", "spec_plan", "type_id"]
+__all__ = ["Batch", "ChunkGroup", "Pass", "SpecPlan", "make_batch", "spec_plan", "type_id"]
 
 _KINDS = list(LayerKind)
 N_TYPES = 2 * len(_KINDS)
@@ -142,6 +142,19 @@ class ChunkGroup:
     chunk_id: torch.Tensor  # (Q_g,) position in the batch's chunk order
 
 
+@dataclass(frozen=True)
+class Pass:
+    """One streaming pass: consecutive first-level chunk sets ``[set_lo, set_hi)``, covering
+    chunks ``[chunk_lo, chunk_hi)``, and each group's slice ``(group, lo, hi)`` of them."""
+
+    set_lo: int
+    set_hi: int
+    chunk_lo: int
+    chunk_hi: int
+    slices: tuple[tuple[int, int, int], ...]
+    width: int  # the largest set of the pass
+
+
 @dataclass
 class Batch:
     """Index tensors for one minibatch of networks (see the module docstring)."""
@@ -158,10 +171,33 @@ class Batch:
     net_depth: torch.Tensor  # (B, L_max)
     n_tensors: int
     tensor_size: torch.Tensor  # (T,) the tensors' lengths in the flat batch vector, in order
+    # Host-side (numpy) bookkeeping for streaming; it stays on the CPU in ``to()``.
+    set_bounds: np.ndarray  # (S1 + 1,) first chunk of each first-level set, then Q
+    group_chunk_ids: list[np.ndarray]  # per group, its chunk ids (ascending)
 
     @property
     def n_chunks(self) -> int:
         return len(self.chunk_type)
+
+    def passes(self, max_chunks: int) -> list[Pass]:
+        """Whole first-level chunk sets, grouped into passes of at most ``max_chunks`` chunks
+        (or one set, if a set is larger). A pass never splits a set, so a set is pooled
+        within the pass that encodes its chunks, and the chunk vectors need not outlive it."""
+        bounds = self.set_bounds
+        out, lo, n_sets = [], 0, len(bounds) - 1
+        while lo < n_sets:
+            hi = int(np.searchsorted(bounds, bounds[lo] + max_chunks, side="right")) - 1
+            hi = min(max(hi, lo + 1), n_sets)
+            c_lo, c_hi = int(bounds[lo]), int(bounds[hi])
+            slices = []
+            for g, ids in enumerate(self.group_chunk_ids):
+                a, b = (int(i) for i in np.searchsorted(ids, [c_lo, c_hi]))
+                if b > a:
+                    slices.append((g, a, b))
+            width = int(np.diff(bounds[lo : hi + 1]).max())
+            out.append(Pass(lo, hi, c_lo, c_hi, tuple(slices), width))
+            lo = hi
+        return out
 
     def to(self, device: torch.device) -> Batch:
         def mv(x: torch.Tensor) -> torch.Tensor:
@@ -186,6 +222,8 @@ class Batch:
             mv(self.net_depth),
             self.n_tensors,
             mv(self.tensor_size),
+            self.set_bounds,
+            self.group_chunk_ids,
         )
 
 
@@ -209,10 +247,13 @@ def make_batch(specs: Sequence[NetworkSpec], chunk_size: int, max_set: int) -> B
     tensor_depth = layer_depth[tensor_layer]
     net_pack, net_depth = _net_pack(plans, l_off)
     t = torch.from_numpy
-    groups = []
+    groups, group_ids = [], []
     for g, key in enumerate(keys):
         ids = np.flatnonzero(chunk_key == g)
         groups.append(ChunkGroup(key, t(start[ids]), t(valid[ids]), t(ids)))
+        group_ids.append(ids)
+    levels = _set_levels(chunk_tensor, len(tensor_type), max_set)
+    set_sizes = (levels[0].pack >= 0).sum(axis=1) if levels else np.zeros(0, np.int64)
     return Batch(
         n_networks=len(specs),
         n_params=int(p_off[-1]),
@@ -222,13 +263,15 @@ def make_batch(specs: Sequence[NetworkSpec], chunk_size: int, max_set: int) -> B
         chunk_pos=t(np.concatenate([p.chunk_pos for p in plans])),
         set_levels=[
             SetLevel(t(lv.pack), t(tensor_depth[lv.owner]), t(lv.final), t(lv.owner[lv.final]))
-            for lv in _set_levels(chunk_tensor, len(tensor_type), max_set)
+            for lv in levels
         ],
         n_tensors=len(tensor_type),
         tensor_size=t(np.concatenate([p.tensor_size for p in plans])),
         layer_pack=t(_layer_pack(tensor_layer, tensor_bias, int(l_off[-1]))),
         net_pack=t(net_pack),
         net_depth=t(net_depth),
+        set_bounds=np.concatenate([[0], np.cumsum(set_sizes)]).astype(np.int64),
+        group_chunk_ids=group_ids,
     )
 
 

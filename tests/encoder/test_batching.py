@@ -105,3 +105,40 @@ def test_hierarchical_pooling_depends_only_on_own_size() -> None:
     alone = _encode(model, [small])
     with_big = _encode(model, [small, big])[:1]
     torch.testing.assert_close(alone, with_big, atol=2e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize(("max_set", "max_chunks"), [(4, 3), (4, 9), (256, 5), (2, 1000)])
+def test_passes_cover_every_chunk_once_and_never_split_a_set(max_set: int, max_chunks: int) -> None:
+    g = torch.Generator().manual_seed(0)
+    nets = [_cnn(g), _mlp(g), _mixed(g)]
+    batch = make_batch([n.spec for n in nets], 8, max_set)
+    passes = batch.passes(max_chunks)
+    bounds = batch.set_bounds
+    assert [p.set_lo for p in passes[1:]] == [p.set_hi for p in passes[:-1]]
+    assert passes[0].set_lo == 0 and passes[-1].set_hi == len(bounds) - 1
+    for p in passes:
+        assert (p.chunk_lo, p.chunk_hi) == (bounds[p.set_lo], bounds[p.set_hi])
+        assert p.chunk_hi - p.chunk_lo <= max(max_chunks, max_set)
+        covered = sum(hi - lo for _, lo, hi in p.slices)
+        assert covered == p.chunk_hi - p.chunk_lo
+        for group, lo, hi in p.slices:
+            ids = batch.groups[group].chunk_id[lo:hi]
+            assert ids.min() >= p.chunk_lo and ids.max() < p.chunk_hi
+
+
+def test_streamed_training_gives_the_same_gradients() -> None:
+    g = torch.Generator().manual_seed(0)
+    nets = [_cnn(g), _mlp(g), _mixed(g)]
+    grads = []
+    for max_chunks in (8192, 3):  # 3: many passes, each recomputed in backward (checkpoint)
+        torch.manual_seed(0)
+        model = SNENet(
+            hidden=16, width=16, heads=2, chunk_size=8, max_set=4, max_chunks_per_pass=max_chunks
+        ).train()
+        batch = make_batch([n.spec for n in nets], 8, 4)
+        flat = torch.from_numpy(np.concatenate([n.flatten() for n in nets]))
+        model.encoder(batch, flat).square().sum().backward()  # before the batch statistics
+        grads.append(
+            torch.cat([p.grad.reshape(-1) for p in model.parameters() if p.grad is not None])
+        )
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-5, rtol=1e-4)

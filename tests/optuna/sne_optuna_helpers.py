@@ -25,8 +25,15 @@ N_STEPS = 2
 def tiny_regressor() -> SNERegressor:
     """The real SNERegressor with settings fast enough for tests (ranks scales well)."""
     return SNERegressor(
-        chunk_size=16, width=16, heads=1, epochs=10, lr=3e-3, validation_fraction=0.0,
-        invariance_weight=0.0, device="cpu", random_state=0,
+        chunk_size=16,
+        width=16,
+        heads=1,
+        epochs=10,
+        lr=3e-3,
+        validation_fraction=0.0,
+        invariance_weight=0.0,
+        device="cpu",
+        random_state=0,
     )
 
 
@@ -46,7 +53,12 @@ def final_value(scale: float, direction: str) -> float:
 
 
 def run_trial(
-    study: optuna.Study, scale: float, seed: int, *, check: bool = True, weights: bool = True,
+    study: optuna.Study,
+    scale: float,
+    seed: int,
+    *,
+    check: bool = True,
+    weights: bool = True,
     attrs: dict[str, Any] | None = None,
 ) -> list[bool]:
     """One trial through ask/report/report_weights/should_prune/tell; its should_prune answers.
@@ -80,7 +92,12 @@ def storage_for(kind: str, path: str) -> Any:
 
 
 def worker(
-    kind: str, path: str, artifact_dir: str, worker_id: int, barrier: Any, out: str,
+    kind: str,
+    path: str,
+    artifact_dir: str,
+    worker_id: int,
+    barrier: Any,
+    out: str,
     n_first: int,
 ) -> None:
     """One process of a distributed study: ``n_first`` trials, wait for the other, one more.
@@ -89,8 +106,11 @@ def worker(
     """
     torch.set_num_threads(1)
     pruner = SNEPruner(
-        factory=tiny_regressor, n_min_trials=2 * n_first, refit_every=1000,
-        n_warmup_steps=1, artifact_dir=artifact_dir,
+        factory=tiny_regressor,
+        n_min_trials=2 * n_first,
+        refit_every=1000,
+        n_warmup_steps=1,
+        artifact_dir=artifact_dir,
     )
     study = optuna.load_study(study_name="dist", storage=storage_for(kind, path), pruner=pruner)
     for i in range(n_first):

@@ -115,6 +115,36 @@ def test_peers_reference_counts_pruned_trials_and_needs_no_complete_one(
     assert sorted(step for _, step in pruner._predictions) == [1] * 10
 
 
+def _trial_with_curve(study: optuna.Study, scale: float, value: float) -> bool:
+    """A trial whose weights have ``scale`` and whose intermediate values are ``value``."""
+    trial = study.ask()
+    for step in range(2):
+        trial.report(value, step)
+        report_weights(trial, net(scale, SEED, step), step)
+    answer = trial.should_prune()
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    study.tell(trial, final_value(scale, "maximize" if maximize else "minimize"))
+    return answer
+
+
+@pytest.mark.parametrize("direction", ["maximize", "minimize"])
+@pytest.mark.parametrize(("learning_curve", "pruned"), [(0.0, False), (1.0, True)])
+def test_learning_curve_blends_the_intermediate_values_in(
+    tmp_path: Path,
+    pretrained: dict[str, SNERegressor],
+    direction: str,
+    learning_curve: float,
+    pruned: bool,
+) -> None:
+    kw = {"reference": "peers", "learning_curve": learning_curve}
+    study = _study(tmp_path, direction, _pruner("pretrained", direction, pretrained, **kw))
+    for scale in ZOO_SCALES:  # intermediate values that rank like the final values
+        _trial_with_curve(study, float(scale), final_value(float(scale), direction))
+    worst_value = final_value(0.0, direction)
+    # good weights, the worst learning curve: the weights alone keep it, the curve alone drops it
+    assert _trial_with_curve(study, GOOD, worst_value) is pruned
+
+
 def test_predictions_reference_ignores_pruned_trials(
     tmp_path: Path, pretrained: dict[str, SNERegressor]
 ) -> None:
@@ -196,6 +226,11 @@ def test_report_weights_rejects_a_bad_step(step: Any) -> None:
         ({"regressor": object()}, r"estimator with predict\(\) or a path, but got regressor="),
         ({"factory": 3}, r"callable returning an estimator, but got factory=3\."),
         ({"reference": "median"}, r"reference must be one of .*, but got reference='median'\."),
+        ({"learning_curve": 1.5}, r"between 0 and 1, but got learning_curve=1.5\."),
+        (
+            {"learning_curve": 0.5, "reference": "values"},
+            r"use 'peers' or 'predictions', but got reference='values' with learning_curve=0.5\.",
+        ),
         ({"artifact_dir": "a", "artifact_store": object()}, r"not both, but got artifact_dir='a'"),
     ],
 )
@@ -266,7 +301,9 @@ def test_unreadable_weights_of_another_worker_warn_and_do_not_prune(tmp_path: Pa
 def test_any_estimator_and_threads_sharing_one_pruner(tmp_path: Path) -> None:
     pruner = SNEPruner(
         factory=lambda: StatNNRegressor(min_samples_leaf=2, random_state=0),
-        n_min_trials=6, refit_every=2, percentile=50.0,
+        n_min_trials=6,
+        refit_every=2,
+        percentile=50.0,
     )
     study = _study(tmp_path, "maximize", pruner)
 
