@@ -57,20 +57,30 @@ def default_regressor(*, loss: str = "bce") -> Any:
 class SNEPruner(BasePruner):
     """Prune a trial when the final value predicted from its current weights ranks poorly.
 
-    Each trial hands its weights to the pruner with :func:`report_weights`; its intermediate
-    values (``trial.report``) stay the user's and are not read. At a step ``k`` of a trial,
-    once ``k >= n_warmup_steps`` and at least ``n_min_trials`` trials are COMPLETE, the pruner
-    predicts the trial's final value from its weights at ``k`` and prunes it when the
-    prediction is worse than the ``percentile``-th percentile of the COMPLETE trials (below
-    it when maximizing; above the ``100 - percentile``-th when minimizing). Weights with NaN
-    or inf are pruned at once. With too little evidence, or odd data (unreadable weights, a
-    failing or non-finite prediction), it warns where useful and does not prune.
+    Each trial hands its weights to the pruner with :func:`report_weights`. At a step ``k``
+    of a trial, once ``k >= n_warmup_steps``, the pruner predicts the trial's final value from
+    its weights at ``k`` and prunes it when that prediction ranks below the ``percentile``-th
+    percentile of a reference set (direction-aware: above the ``100 - percentile``-th when
+    minimizing), once the reference holds at least ``n_min_trials`` trials. So
+    ``percentile=75`` keeps about the best quarter. Weights with NaN or inf are pruned at
+    once. With too little evidence, or odd data (unreadable weights, a failing or non-finite
+    prediction), it warns where useful and does not prune.
 
-    ``reference`` says what the COMPLETE trials contribute to the percentile:
-    ``"predictions"`` (default) the same regressor's predictions for their weights at step
-    ``k`` (their last reported step ``<= k``), so the rule holds for a regressor that ranks
-    well but is not calibrated (SNERegressor selects epochs by Kendall's tau, not by error);
-    ``"values"`` their final values, which trusts the predictions' scale.
+    ``reference`` says what the trial is ranked against:
+
+    * ``"peers"`` (default): the same regressor's predictions for every other trial that
+      reached step ``k`` or ended before it, PRUNED ones included (each at its last reported
+      step ``<= k``). The rule then holds for a regressor that ranks well but is not
+      calibrated, needs no COMPLETE trial in pretrained mode, and prunes about
+      ``percentile`` % of the trials that reach the warm-up step, as the search goes on;
+    * ``"predictions"``: the same, over COMPLETE trials only (survivors: stricter as the
+      search improves, and it waits for ``n_min_trials`` COMPLETE ones);
+    * ``"values"``: the COMPLETE trials' final values, which trusts the predictions' scale.
+
+    ``learning_curve`` (0 to 1, default 0: weights only) blends in the trials' own
+    intermediate values (``trial.report``) at step ``k``: each trial is scored by
+    ``(1 - learning_curve) * rank(prediction) + learning_curve * rank(value)`` within the
+    reference. The intermediate values are only read, never written.
 
     Modes:
 
@@ -83,9 +93,9 @@ class SNEPruner(BasePruner):
     * both: ``SNEPruner(regressor, online=True)`` starts from the fitted estimator and
       fine-tunes a copy of it with ``fine_tune_epochs`` calls of ``partial_fit`` per refit.
 
-    Pruned trials are left out of the training data and of the percentile: their final
-    value is unknown (Optuna stores their last intermediate value, which is the user's metric
-    at an earlier step).
+    Pruned trials are left out of the training data (their final value is unknown; Optuna
+    stores their last intermediate value, the user's metric at an earlier step), and of the
+    percentile unless ``reference="peers"``.
 
     Several processes: give every worker's pruner the same ``artifact_dir`` (or an Optuna
     ``artifact_store``); reported weights are then written there and their artifact ids and
@@ -112,13 +122,13 @@ class SNEPruner(BasePruner):
         *,
         online: bool | None = None,
         factory: Callable[[], Any] | None = None,
-        percentile: float = 25.0,
+        percentile: float = 50.0,
         n_warmup_steps: int = 1,
-        n_min_trials: int = 8,
+        n_min_trials: int = 5,
         refit_every: int = 4,
         fine_tune_epochs: int = 3,
         max_train_networks: int = 256,
-        reference: str = "predictions",
+        reference: str = "peers",
         learning_curve: float = 0.0,
         artifact_dir: str | os.PathLike[str] | None = None,
         artifact_store: Any | None = None,

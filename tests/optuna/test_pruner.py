@@ -148,7 +148,8 @@ def test_learning_curve_blends_the_intermediate_values_in(
 def test_predictions_reference_ignores_pruned_trials(
     tmp_path: Path, pretrained: dict[str, SNERegressor]
 ) -> None:
-    study = _study(tmp_path, "maximize", _pruner("pretrained", "maximize", pretrained))
+    pruner = _pruner("pretrained", "maximize", pretrained, reference="predictions")
+    study = _study(tmp_path, "maximize", pruner)
     for scale in ZOO_SCALES[:8]:
         trial = study.ask()
         report_weights(trial, net(float(scale), SEED, 1), 1)
