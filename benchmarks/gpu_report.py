@@ -1,6 +1,6 @@
 """Turn the JSON written by gpu_check.py into the markdown table of BENCHMARKS.md.
 
-    python benchmarks/gpu_report.py benchmarks/results/gpu_check_h200.json
+python benchmarks/gpu_report.py benchmarks/results/gpu_check_h200.json
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ def main(path: str) -> None:
     data = json.loads(Path(path).read_text())
     flops = data.get("flops_per_element")
     print(f"Device: {data['device']}, torch {data['torch']}\n")
-    print("| network(s) | params | set elements | dtype | mode | encode s | M elements/s | M params/s | peak MB beyond weights | weights MB |")
+    print(
+        "| network(s) | params | set elements | dtype | mode | encode s | M elements/s | M params/s | peak MB beyond weights | weights MB |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for key, row in data.items():
         if not key.startswith("encode/"):
@@ -42,18 +44,30 @@ def plot(path: str, png: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for k, r in json.loads(Path(path).read_text()).items()
-            if k.startswith("encode/") and r["networks"] == 1 and not r["compiled"]]
+    rows = [
+        r
+        for k, r in json.loads(Path(path).read_text()).items()
+        if k.startswith("encode/") and r["networks"] == 1 and not r["compiled"]
+    ]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for dtype, marker in (("fp32", "o"), ("bf16", "s")):
         sel = sorted((r for r in rows if r["dtype"] == dtype), key=lambda r: r["elements"])
         params = [r["elements"] for r in sel]
         axes[0].loglog(params, [r["seconds"] for r in sel], marker + "-", label=f"{dtype} eager")
-        axes[1].loglog(params, [r["peak_MB_beyond_weights"] for r in sel], marker + "-", label=f"beyond weights, {dtype}")
+        axes[1].loglog(
+            params,
+            [r["peak_MB_beyond_weights"] for r in sel],
+            marker + "-",
+            label=f"beyond weights, {dtype}",
+        )
     sel = sorted((r for r in rows if r["dtype"] == "fp32"), key=lambda r: r["elements"])
     p0, t0 = sel[-1]["elements"], sel[-1]["seconds"]
-    axes[0].loglog([r["elements"] for r in sel], [t0 * r["elements"] / p0 for r in sel], "k--", label="linear")
-    axes[1].loglog([r["elements"] for r in sel], [r["weights_MB"] for r in sel], "k--", label="weights (fp32)")
+    axes[0].loglog(
+        [r["elements"] for r in sel], [t0 * r["elements"] / p0 for r in sel], "k--", label="linear"
+    )
+    axes[1].loglog(
+        [r["elements"] for r in sel], [r["weights_MB"] for r in sel], "k--", label="weights (fp32)"
+    )
     axes[0].set(xlabel="set elements", ylabel="encode time (s)", title="H200: encode time")
     axes[1].set(xlabel="set elements", ylabel="MB", title="H200: peak memory")
     for ax in axes:

@@ -33,6 +33,14 @@ from sne_plugin.readers import read_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 ZOO_SEED = 1000
+# The rule every SNEPruner here uses: after 2 epochs (step 1), once 4 trials have ended,
+# keep about the best fifth of the trials that reach a step, ranked among all of them.
+KEEP_RULE: dict[str, Any] = {
+    "percentile": 80.0,
+    "n_warmup_steps": 1,
+    "n_min_trials": 4,
+    "reference": "peers",
+}
 
 
 def _example() -> ModuleType:
@@ -107,9 +115,16 @@ def pruners(
         "HyperbandPruner": lambda: optuna.pruners.HyperbandPruner(
             min_resource=1, max_resource=epochs, reduction_factor=3
         ),
-        "SNEPruner (online)": lambda: ex.default_pruner(percentile=50.0),
-        "SNEPruner (pretrained)": lambda: SNEPruner(
-            pretrained, percentile=50.0, n_warmup_steps=2, n_min_trials=8
+        # The learning curve alone under the same rule as SNEPruner's (the rival to beat).
+        f"PercentilePruner({KEEP_RULE['percentile']:.0f})": lambda: optuna.pruners.PercentilePruner(
+            KEEP_RULE["percentile"],
+            n_startup_trials=KEEP_RULE["n_min_trials"],
+            n_warmup_steps=KEEP_RULE["n_warmup_steps"],
+        ),
+        "SNEPruner (online)": lambda: ex.default_pruner(**KEEP_RULE),
+        "SNEPruner (pretrained)": lambda: SNEPruner(pretrained, **KEEP_RULE),
+        "SNEPruner (pretrained + learning curve)": lambda: SNEPruner(
+            pretrained, learning_curve=0.5, **KEEP_RULE
         ),
     }
 
