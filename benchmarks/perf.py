@@ -191,6 +191,27 @@ def fit_predict(args: argparse.Namespace) -> dict[str, float]:
         stat.predict([nets[i]])
         times.append(time.perf_counter() - start)
     out["statnn_predict_one_ms"] = 1000 * float(np.median(times))
+    out.update(_nfn_hnp(nets, y, args))
+    return out
+
+
+def _nfn_hnp(nets: list, y: np.ndarray, args: argparse.Namespace) -> dict[str, float]:  # type: ignore[type-arg]
+    """NFN-HNP (PyPI ``nfn``) on the same networks: whole fit at its defaults, predict one."""
+    try:
+        from sne_plugin.bench.nfn_wrapper import NFNRegressor
+    except ImportError:  # the bench extra is not installed
+        return {}
+    nfn = NFNRegressor(mode="hnp", device=args.device, random_state=0)  # its default epochs
+    start = time.perf_counter()
+    nfn.fit(nets, y)
+    out = {f"nfn_hnp_fit_s ({nfn.epochs} epochs)": time.perf_counter() - start}
+    nfn.predict(nets[:1])
+    times = []
+    for i in range(30):
+        start = time.perf_counter()
+        nfn.predict([nets[i]])
+        times.append(time.perf_counter() - start)
+    out["nfn_hnp_predict_one_ms"] = 1000 * float(np.median(times))
     return out
 
 
