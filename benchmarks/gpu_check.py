@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _models import MODELS, mlp
-from perf import ENCODER, zoo_like
+from perf import ENCODER, predict_one_ms, zoo_like
 
 from sne_plugin import SNERegressor, read_weights
 from sne_plugin.encoder.model import SNENet
@@ -183,13 +183,7 @@ def fit_predict() -> None:
     start = time.perf_counter()
     reg.fit(nets, y)
     log("fit_1000_s_per_epoch", (time.perf_counter() - start) / 2)
-    reg.predict(nets[:1])
-    times = []
-    for i in range(30):
-        start = time.perf_counter()
-        reg.predict([nets[i]])
-        times.append(time.perf_counter() - start)
-    log("predict_one_ms", 1000 * float(np.median(times)))
+    log("predict_one_ms", predict_one_ms(reg, nets))
 
 
 def main() -> None:
