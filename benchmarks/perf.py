@@ -260,18 +260,26 @@ def plot(rows: list[dict[str, object]], path: Path) -> None:
     good = [
         r for r in rows if "error" not in r and r["dtype"] == rows[0]["dtype"] and not r["compile"]
     ]
+    good = sorted(good, key=lambda r: float(r["elements"]))  # type: ignore[arg-type]
+    elements = np.array([r["elements"] for r in good], float)
     params = np.array([r["params"] for r in good], float)
+    seconds = np.array([r["seconds"] for r in good], float)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    axes[0].loglog(params, [r["seconds"] for r in good], "o-", label="measured")
-    axes[0].loglog(params, params / params[-1] * good[-1]["seconds"], "--", label="linear")  # type: ignore[operator]
-    axes[0].set(xlabel="parameters", ylabel="encode time (s)", title="time")
+    # Time against set elements (what the encoder sees: a k x k kernel is one element).
+    axes[0].loglog(elements, seconds, "o", label="measured")
+    for r, x, t in zip(good, elements, seconds, strict=True):
+        axes[0].annotate(
+            str(r["model"]), (x, t), fontsize=7, xytext=(3, -9), textcoords="offset points"
+        )
+    axes[0].loglog(elements, elements / elements[-1] * seconds[-1], "--", label="linear")
+    axes[0].set(xlabel="set elements", ylabel="encode time (s)", title="time")
     axes[1].loglog(
         params,
-        [max(float(r["peak_mb_beyond_weights"]), 1e-1) for r in good],
-        "o-",
-        label="beyond weights",
+        [max(float(r["peak_mb_beyond_weights"]), 1e-1) for r in good],  # type: ignore[arg-type]
+        "o",
+        label="peak beyond weights",
     )
-    axes[1].loglog(params, [r["weights_mb"] for r in good], "s--", label="weights")
+    axes[1].loglog(params, [r["weights_mb"] for r in good], "s", label="weights")
     axes[1].set(xlabel="parameters", ylabel="MB", title="peak memory")
     for ax in axes:
         ax.legend()
