@@ -120,6 +120,7 @@ def encode_all(args: argparse.Namespace) -> list[dict[str, object]]:
                 ]
                 cmd += ["--compile"] if compile_ else []
                 cmd += ["--pass-chunks", str(args.pass_chunks)] if args.pass_chunks else []
+                cmd += ["--encoder", args.encoder] if args.encoder else []
                 out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
                 if out.returncode:
                     print(f"{name} {dtype}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
@@ -307,10 +308,15 @@ def main() -> None:
         "--pass-chunks", type=int, default=None, help="max_chunks_per_pass (default: the default)"
     )
     parser.add_argument("--models", nargs="+", default=None, help="only models named so")
+    parser.add_argument(
+        "--encoder", default=None, help="encoder settings over the defaults, e.g. '{\"width\": 16}'"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.pass_chunks:
         ENCODER["max_chunks_per_pass"] = args.pass_chunks
+    if args.encoder:
+        ENCODER.update(json.loads(args.encoder))
     if args.one:
         print(json.dumps(encode_one(args.one, args.device, args.dtype, args.compile, args.repeats)))
         return
