@@ -102,6 +102,15 @@ class WeightsBank:
         with self._lock:
             return self._nets.get((trial_id, step))
 
+    def drop(self, trial_id: int, step: int, *, before: bool = False) -> None:
+        """Forget the weights of ``trial_id`` at ``step`` (or at every step before it)."""
+        with self._lock:
+            if before:
+                for key in [k for k in self._nets if k[0] == trial_id and k[1] < step]:
+                    del self._nets[key]
+            else:
+                self._nets.pop((trial_id, step), None)
+
     def retain(self, trial_ids: Iterable[int]) -> None:
         """Forget the weights of every trial not in ``trial_ids`` (bounded memory)."""
         keep = set(trial_ids)

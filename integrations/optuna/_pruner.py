@@ -178,11 +178,15 @@ class SNEPruner(BasePruner):
         if not steps:
             return False
         step = steps[-1]
-        net = self._weights(trial, step)
-        if net is None:
-            return False
-        if not net.is_finite():
-            return True
+        net = None
+        if self._online or (trial._trial_id, step) not in self._predictions:
+            net = self._weights(trial, step)
+            if net is None:
+                return False
+            if not net.is_finite():
+                return True
+        if not self._online:  # the model never changes: earlier weights are no longer needed
+            self._bank.drop(trial._trial_id, step, before=True)
         if step < self._n_warmup_steps:
             return False
         completed = _completed(study)
@@ -249,16 +253,23 @@ class SNEPruner(BasePruner):
         model: Any,
         trial: FrozenTrial,
         step: int,
-        net: NetworkWeights,
+        net: NetworkWeights | None,
     ) -> float | None:
         key = (trial._trial_id, step)
         if key not in self._predictions:
-            value = _predict_one(model, net, trial.number)
+            net = net if net is not None else self._weights(trial, step)
+            value = None if net is None else _predict_one(model, net, trial.number)
             if value is None:
                 return None
-            self._predictions[key] = value
+            self._cache(key, value)
             _record(study, trial, f"{PREDICTION_ATTR}{step}", value)
         return self._predictions[key]
+
+    def _cache(self, key: tuple[int, int], value: float) -> None:
+        """Keep a prediction; a pretrained model's never changes, so its weights can go."""
+        self._predictions[key] = value
+        if not self._online:
+            self._bank.drop(*key)
 
     def _predictions_at(
         self, model: Any, trials: list[FrozenTrial], step: int
@@ -282,7 +293,7 @@ class SNEPruner(BasePruner):
             values = _predict_many(model, [net for _, net in todo.values()])
             for key, value in zip(todo, values, strict=True):
                 if value is not None:
-                    self._predictions[key] = value
+                    self._cache(key, value)
         return [None if key is None else self._predictions.get(key) for key in keys]
 
     def _current_model(self, study: optuna.study.Study, completed: list[FrozenTrial]) -> Any | None:

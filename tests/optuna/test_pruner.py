@@ -145,6 +145,21 @@ def test_learning_curve_blends_the_intermediate_values_in(
     assert _trial_with_curve(study, GOOD, worst_value) is pruned
 
 
+def test_pretrained_mode_forgets_weights_once_predicted(
+    tmp_path: Path, pretrained: dict[str, SNERegressor]
+) -> None:
+    pruner = _pruner("pretrained", "maximize", pretrained)
+    study = _with_zoo(_study(tmp_path, "maximize", pruner))
+    trial = study.ask()
+    for step in range(2):
+        report_weights(trial, net(BAD, SEED, step), step)
+    answers = [trial.should_prune(), trial.should_prune()]  # the second from the cache
+    assert answers == [True, True]
+    kept = pruner.bank._nets
+    assert not [key for key in kept if key[0] == trial._trial_id]
+    assert not [key for key in kept if key[1] == 1]  # the zoo's step-1 weights were predicted
+
+
 def test_predictions_reference_ignores_pruned_trials(
     tmp_path: Path, pretrained: dict[str, SNERegressor]
 ) -> None:
