@@ -6,7 +6,7 @@ their defaults except the epoch caps of a profile (``EPOCH_CAPS``), which keep `
 and ``--smoke`` inside their time budgets.
 
 >>> list(METHODS)[:3]
-['sne', 'statnn', 'flatmlp']
+['sne', 'sne_light', 'statnn']
 """
 
 from __future__ import annotations
