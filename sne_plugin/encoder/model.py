@@ -161,14 +161,11 @@ class SNEEncoder(nn.Module):
 
     def _set_forward(self, p: Pass, flat: torch.Tensor, batch: Batch) -> torch.Tensor:
         """The pooled vectors of the first-level sets of one pass, (set_hi - set_lo, width)."""
-        parts = [
-            ChunkGroup(g.kernel_shape, g.start[lo:hi], g.valid[lo:hi], g.chunk_id[lo:hi])
-            for g, lo, hi in ((batch.groups[i], lo, hi) for i, lo, hi in p.slices)
-        ]
-        vecs = self._chunk_forward(parts, flat, batch)
+        parts = [batch.groups[group].part(lo, hi) for group, lo, hi in p.slices]
+        ids = parts[0].chunk_id if len(parts) == 1 else torch.cat([part.chunk_id for part in parts])
+        vecs = self._chunk_forward(parts, ids, flat, batch)
         if len(parts) > 1:  # back to chunk order
-            local = torch.cat([part.chunk_id for part in parts]) - p.chunk_lo
-            vecs = vecs.new_empty(vecs.shape).index_copy(0, local, vecs)
+            vecs = vecs.new_empty(vecs.shape).index_copy(0, ids - p.chunk_lo, vecs)
         level = batch.set_levels[0]
         pack = level.pack[p.set_lo : p.set_hi, : p.width]
         packed, mask = _gather_pack(vecs, torch.where(pack >= 0, pack - p.chunk_lo, -1))
@@ -183,13 +180,12 @@ class SNEEncoder(nn.Module):
         return self.set_pma(hidden, mask)
 
     def _chunk_forward(
-        self, parts: list[ChunkGroup], flat: torch.Tensor, batch: Batch
+        self, parts: list[ChunkGroup], ids: torch.Tensor, flat: torch.Tensor, batch: Batch
     ) -> torch.Tensor:
-        """(chunks, width) for the chunks of ``parts``, in the order of the parts."""
+        """(chunks, width) for the chunks ``ids`` of ``parts``, in the order of the parts."""
         lifted, masks = zip(*(self._lift(part, flat) for part in parts), strict=True)
         x = lifted[0] if len(parts) == 1 else torch.cat(lifted)
         mask = masks[0] if len(parts) == 1 else torch.cat(masks)
-        ids = parts[0].chunk_id if len(parts) == 1 else torch.cat([p.chunk_id for p in parts])
         x = self.chunk_sab1(x, mask)
         enc = self.type_embedding(batch.chunk_type[ids]) + sinusoid(
             batch.chunk_depth[ids], self.width

@@ -141,6 +141,12 @@ class ChunkGroup:
     valid: torch.Tensor  # (Q_g,)
     chunk_id: torch.Tensor  # (Q_g,) position in the batch's chunk order
 
+    def part(self, lo: int, hi: int) -> ChunkGroup:
+        """The group's chunks ``lo:hi``."""
+        return ChunkGroup(
+            self.kernel_shape, self.start[lo:hi], self.valid[lo:hi], self.chunk_id[lo:hi]
+        )
+
 
 @dataclass(frozen=True)
 class Pass:
