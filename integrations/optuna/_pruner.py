@@ -80,7 +80,8 @@ class SNEPruner(BasePruner):
     ``learning_curve`` (0 to 1, default 0: weights only) blends in the trials' own
     intermediate values (``trial.report``) at step ``k``: each trial is scored by
     ``(1 - learning_curve) * rank(prediction) + learning_curve * rank(value)`` within the
-    reference. The intermediate values are only read, never written.
+    reference (a trial that reported no value yet is ranked by its prediction alone). The
+    intermediate values are only read, never written.
 
     Modes:
 
