@@ -28,6 +28,7 @@ from _models import MODELS, mlp
 from perf import ENCODER, predict_one_ms, zoo_like
 
 from sne_plugin import SNERegressor, read_weights
+from sne_plugin.bench.methods import LIGHT
 from sne_plugin.encoder.model import SNENet
 from sne_plugin.encoder.plan import make_batch, spec_plan
 
@@ -93,14 +94,21 @@ def check_cpu_load(out: Path) -> None:
 
 
 def encode_row(
-    name: str, nets: list, dtype: str, compile_: bool, repeats: int = 3, pass_chunks: int = 0
-) -> dict[str, object]:  # type: ignore[type-arg]
+    name: str,
+    nets: list,
+    dtype: str,
+    compile_: bool,
+    repeats: int = 3,
+    pass_chunks: int = 0,
+    settings: dict[str, object] | None = None,
+) -> dict[str, object]:
     torch.manual_seed(0)
-    config = {**ENCODER, **({"max_chunks_per_pass": pass_chunks} if pass_chunks else {})}
+    config = {**ENCODER, **(settings or {})}
+    config.update({"max_chunks_per_pass": pass_chunks} if pass_chunks else {})
     model = SNENet(hidden=config["width"], **config).to(DEV).eval()
     flat = torch.cat([torch.from_numpy(n.flatten()) for n in nets]).to(DEV)
-    batch = make_batch([n.spec for n in nets], ENCODER["chunk_size"], ENCODER["max_set"]).to(DEV)
-    elements = sum(int(spec_plan(n.spec, ENCODER["chunk_size"]).chunk_valid.sum()) for n in nets)
+    batch = make_batch([n.spec for n in nets], config["chunk_size"], config["max_set"]).to(DEV)
+    elements = sum(int(spec_plan(n.spec, config["chunk_size"]).chunk_valid.sum()) for n in nets)
     run = torch.compile(model) if compile_ else model
     _reset_memory()
     base = _allocated()
@@ -224,6 +232,14 @@ def main() -> None:
                 lambda c=chunks: encode_row("mlp (10M)", sizes["mlp (10M)"], "bf16", False, 3, c),
             )
         )
+    steps.append(
+        (
+            "light",
+            lambda: encode_row(
+                "resnet18 (11.7M) light", sizes["resnet18 (11.7M)"], "bf16", False, settings=LIGHT
+            ),
+        )
+    )
     # Compiling last: the 100M-parameter compile once ate the whole budget.
     for name in ("small_cnn x1024", "resnet18 (11.7M)") if not DRY else ():
         steps.append((f"compile {name}", lambda n=name: encode_row(n, sizes[n], "bf16", True)))
