@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -95,7 +96,12 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "fit_s_per_1k": float(fit.mean()), "fit_sd": float(fit.std()),
             "tau": float(tau.mean()), "tau_sd": float(tau.std()),
         })
-    return out
+    methods = list(GRID)
+    return sorted(out, key=lambda s: (methods.index(s["method"]), _cap_order(s["epochs"])))
+
+
+def _cap_order(epochs: str) -> float:
+    return math.inf if epochs == "default" else float(epochs)
 
 
 def report(summary: list[dict[str, Any]], zoo: str, seeds: int, jobs: int) -> str:

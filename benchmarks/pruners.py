@@ -250,11 +250,17 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--first-step", type=int, default=1, help="first epoch index kept in the pretraining zoo"
     )
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="seeds are first-seed ... first-seed+seeds-1"
+    )
+    parser.add_argument(
+        "--no-online", action="store_true", help="leave out the online SNEPruner (the slow row)"
+    )
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "pruners.md"))
     args = parser.parse_args(argv)
     if args.small:
         args.seeds, args.trials, args.epochs, args.zoo = 3, 30, 10, 16
-    args.seeds_list = list(range(args.seeds))
+    args.seeds_list = list(range(args.first_seed, args.first_seed + args.seeds))
     return args
 
 
@@ -266,6 +272,8 @@ def main(argv: list[str] | None = None) -> None:
     regressor, zoo_s = pretrain(data, args)
     results: dict[str, list[Run]] = {}
     for name, make in pruners(args.epochs, regressor).items():
+        if args.no_online and name == "SNEPruner (online)":
+            continue
         results[name] = [run_pruner(name, make, data, args, seed) for seed in args.seeds_list]
         print(f"{name}: done", file=sys.stderr, flush=True)
     results[f"top-{args.top_share:.0%} after {args.top_k_epochs} epochs"] = [
