@@ -40,3 +40,21 @@ def test_the_pruner_benchmark_writes_its_table(tmp_path: Path) -> None:
     for name in ("NopPruner", "MedianPruner", "SNEPruner (online)", "SNEPruner (pretrained)"):
         assert f"| {name} |" in text
     assert "goal 1" in text
+
+
+def test_the_signal_table_ranks_the_curve_and_sne_per_step(tmp_path: Path) -> None:
+    out = tmp_path / "signals.md"
+    args = [
+        str(ROOT / "benchmarks" / "pruner_signals.py"),
+        "--heldout", "5", "--zoo", "2", "--epochs", "3", "--steps", "1", "2",
+        "--loss", "bce", "mse", "--out", str(out),
+    ]  # fmt: skip
+    _run(args, tmp_path)
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| ")]
+    assert rows[0] == "| signal | step 1 | step 2 |"
+    assert rows[1].startswith("| validation accuracy so far | ")
+    assert [r.split(" | ")[0] for r in rows[2:]] == [
+        "| SNE pretrained on 2 trials, loss=bce", "| SNE pretrained on 2 trials, loss=mse",
+    ]  # fmt: skip
+    taus = [float(v) for r in rows[1:] for v in r.strip("| ").split(" | ")[1:]]
+    assert len(taus) == 6 and all(-1 <= t <= 1 for t in taus)
