@@ -207,25 +207,20 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     ax.fill_between([0, 50], -1, 0.5, color="0.92", label="goal: <= 50% epochs, <= 0.5 lost")
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
-        group = (
-            r["name"].split(" ")[0]
-            if not r["name"].startswith("SNE")
-            else ("SNEPruner " + r["name"].split(" ")[-1])
-        )
-        groups.setdefault(group, []).append(r)
-    for group, members in groups.items():
-        x = [100 * r["epochs"] for r in members]
-        y = [r["lost"] for r in members]
-        e = [r["se"] for r in members]
+        groups.setdefault(_group(r["name"]), []).append(r)
+    for i, (group, members) in enumerate(groups.items()):
         ax.errorbar(
-            x,
-            y,
-            yerr=e,
-            fmt="o" if group.startswith("SNE") else "s",
+            [100 * r["epochs"] for r in members],
+            [r["lost"] for r in members],
+            yerr=[r["se"] for r in members],
+            fmt="o"
+            if group.startswith("SNE")
+            else ("s" if "Percentile" in group else "^D*vP"[i % 5]),
             ms=5,
             capsize=2,
             label=group,
             alpha=0.85,
+            color=f"C{i % 10}",
         )
     ax.set_xlim(0, 105)
     ax.set_ylim(
@@ -239,6 +234,15 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _group(name: str) -> str:
+    """One legend entry per SNEPruner blend, one for Optuna's PercentilePruners."""
+    if name.startswith("SNEPruner"):
+        return "SNEPruner " + name.split(" ")[-1]
+    if name.startswith("PercentilePruner"):
+        return "PercentilePruner (Optuna)"
+    return name
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
