@@ -145,6 +145,32 @@ def test_learning_curve_blends_the_intermediate_values_in(
     assert _trial_with_curve(study, GOOD, worst_value) is pruned
 
 
+@pytest.mark.parametrize("direction", ["maximize", "minimize"])
+def test_the_default_blends_weights_and_curve_half_and_half(
+    tmp_path: Path, pretrained: dict[str, SNERegressor], direction: str
+) -> None:
+    worst, best = final_value(0.0, direction), final_value(1.0, direction)
+    probes = [(GOOD, worst), (BAD, best), (0.5, best), (0.5, worst)]
+    answers = {}
+    for blend in (None, 0.5, 0.0, 1.0):
+        folder = tmp_path / str(blend)
+        folder.mkdir()
+        kw = {"reference": "peers"} if blend is None else {"learning_curve": blend}
+        pruner = _pruner("pretrained", direction, pretrained, **kw)
+        study = _study(folder, direction, pruner)
+        for scale in ZOO_SCALES:
+            _trial_with_curve(study, float(scale), final_value(float(scale), direction))
+        answers[blend] = [_trial_with_curve(study, s, v) for s, v in probes]
+    assert answers[None] == answers[0.5]
+    assert answers[0.5] != answers[0.0] or answers[0.5] != answers[1.0]  # the blend matters
+
+
+def test_values_reference_defaults_to_weights_only(pretrained: dict[str, SNERegressor]) -> None:
+    SNEPruner(pretrained["maximize"], reference="values")  # no blend, so no error
+    with pytest.raises(ValueError, match="reference='values' does not have"):
+        SNEPruner(pretrained["maximize"], reference="values", learning_curve=0.5)
+
+
 def test_pretrained_mode_forgets_weights_once_predicted(
     tmp_path: Path, pretrained: dict[str, SNERegressor]
 ) -> None:
