@@ -142,9 +142,15 @@ def top_k(search: Search, k_epochs: int, share: float) -> Outcome:
 
 
 def rules(
-    regressor: Any, epochs: int, percentiles: list[float], blends: list[float], warmups: list[int]
+    regressor: Any,
+    epochs: int,
+    percentiles: list[float],
+    blends: list[float],
+    warmups: list[int],
+    online: bool = False,
 ) -> dict[str, Callable[[], optuna.pruners.BasePruner]]:
-    """Optuna's pruners as in the live benchmark, then SNEPruner over a grid of rules."""
+    """Optuna's pruners as in the live benchmark, then SNEPruner over a grid of rules
+    (pretrained; with ``online``, also the example's online pruner for each blend < 1)."""
     out: dict[str, Callable[[], optuna.pruners.BasePruner]] = {
         "MedianPruner": lambda: optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2),
         "SuccessiveHalvingPruner": optuna.pruners.SuccessiveHalvingPruner,
@@ -167,6 +173,12 @@ def rules(
                     reference="peers",
                     learning_curve=lc,
                 )
+                if online and lc < 1.0:
+                    out[f"SNEPruner online p{p:.0f} w{w} learning_curve={lc:g}"] = (
+                        lambda p=p, w=w, lc=lc: ex.default_pruner(
+                            percentile=p, n_warmup_steps=w, n_min_trials=4, learning_curve=lc
+                        )
+                    )
     return out
 
 
@@ -238,6 +250,8 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 
 def _group(name: str) -> str:
     """One legend entry per SNEPruner blend, one for Optuna's PercentilePruners."""
+    if name.startswith("SNEPruner online"):
+        return "SNEPruner online " + name.split(" ")[-1]
     if name.startswith("SNEPruner"):
         return "SNEPruner " + name.split(" ")[-1]
     if name.startswith("PercentilePruner"):
@@ -256,6 +270,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--percentiles", type=float, nargs="+", default=[70.0, 75.0, 80.0])
     parser.add_argument("--blends", type=float, nargs="+", default=[0.0, 0.5, 1.0])
     parser.add_argument("--warmups", type=int, nargs="+", default=[1])
+    parser.add_argument(
+        "--online", action="store_true", help="also the example's online SNEPruner (refits)"
+    )
     parser.add_argument("--top-k-epochs", type=int, default=3)
     parser.add_argument("--top-share", type=float, default=0.25)
     parser.add_argument(
@@ -306,7 +323,7 @@ def main(argv: list[str] | None = None) -> str:
         search = record(data, seed, args.trials, args.epochs)
         memo = Memo(regressor)
         for name, make in rules(
-            memo, args.epochs, args.percentiles, args.blends, args.warmups
+            memo, args.epochs, args.percentiles, args.blends, args.warmups, args.online
         ).items():
             outcomes.setdefault(name, []).append(replay(search, make()))
         outcomes.setdefault(baseline, []).append(top_k(search, args.top_k_epochs, args.top_share))
