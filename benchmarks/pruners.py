@@ -259,7 +259,7 @@ def verdicts(results: dict[str, list[Run]]) -> list[str]:
         half = epochs <= 0.5 * nop_epochs and best >= nop_best - 0.5
         median = epochs < med_epochs and best >= med_best - 0.5
         out.append(
-            f"- {name}: {epochs / nop_epochs:.0%} of NopPruner's epochs, {best - nop_best:+.2f} "
+            f"- {name}: {epochs / nop_epochs:.1%} of NopPruner's epochs, {best - nop_best:+.2f} "
             f"points: goal 1 (<= 50%, >= -0.5) {'met' if half else 'NOT met'}; "
             f"vs MedianPruner ({med_epochs:.0f} epochs, {med_best:.2f}): "
             f"goal 2 (fewer epochs, best within 0.5) {'met' if median else 'NOT met'}."
