@@ -127,10 +127,15 @@ def fit_pretrained(zoo: list[RandomTrial], first_step: int, loss: str = "mse") -
 
 
 def pretrain(data: Any, args: argparse.Namespace) -> tuple[SNERegressor, float]:
-    """An SNERegressor fitted on a separate zoo: random configurations, seed ``ZOO_SEED``."""
+    """An SNERegressor fitted on a separate zoo: random configurations, seed ``ZOO_SEED``
+    (or loaded from ``--regressor``, made by an earlier run's ``--save-regressor``)."""
     start = time.perf_counter()
+    if args.regressor is not None:
+        return SNERegressor.load(args.regressor), float("nan")
     zoo = random_trials(data, args.zoo, args.epochs, ZOO_SEED)
     regressor = fit_pretrained(zoo, args.first_step)
+    if args.save_regressor is not None:
+        regressor.save(args.save_regressor)
     return regressor, time.perf_counter() - start
 
 
@@ -216,8 +221,13 @@ def table(results: dict[str, list[Run]], args: argparse.Namespace, zoo_s: float)
     nop = np.mean([r.epochs for r in results["NopPruner"]])
     lines = [
         f"Search: {args.trials} trials x {args.epochs} epochs, TPE, seeds {args.seeds_list}; "
-        f"torch threads {args.threads}. Pretrained zoo: {args.zoo} trials, seed {ZOO_SEED}, "
-        f"{zoo_s:.0f} s (not counted below).",
+        f"torch threads {args.threads}. "
+        + (
+            f"Pretrained regressor loaded from {args.regressor}."
+            if args.regressor is not None
+            else f"Pretrained zoo: {args.zoo} trials, seed {ZOO_SEED}, {zoo_s:.0f} s "
+            "(not counted below)."
+        ),
         "",
         "| pruner | epochs trained | % of NopPruner | best final accuracy | wall s | "
         "hooks per step, % of one epoch |",
@@ -285,6 +295,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--no-online", action="store_true", help="leave out the online SNEPruner (the slow row)"
+    )
+    parser.add_argument(
+        "--regressor", default=None, help="load this saved SNERegressor instead of pretraining"
+    )
+    parser.add_argument(
+        "--save-regressor", default=None, help="save the pretrained SNERegressor here"
     )
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "pruners.md"))
     args = parser.parse_args(argv)
