@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import torch
-from scipy.stats import kendalltau
+from scipy.stats import kendalltau, rankdata
 
 sys.path.insert(0, str(Path(__file__).parent))
 import pruners as pb
@@ -29,6 +29,11 @@ import pruners as pb
 def taus(signal: np.ndarray, finals: np.ndarray) -> float:
     """Kendall's tau; a diverged trial's missing prediction ranks last."""
     return float(kendalltau(np.nan_to_num(signal, nan=-np.inf), finals).statistic)
+
+
+def blend(predicted: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """The mean of the prediction's rank and the value's rank; a missing prediction ranks last."""
+    return rankdata(np.nan_to_num(predicted, nan=-np.inf)) + rankdata(values)
 
 
 def predictions(model: object, trials: list[pb.RandomTrial], step: int) -> np.ndarray:
@@ -63,18 +68,27 @@ def main() -> None:
         f"| signal | {head} |",
         "|---|" + "---|" * len(args.steps),
     ]
-    curve = [taus(np.array([t.values[k] for t in held]), finals) for k in args.steps]
+    curves = np.array([t.values for t in held])
+    curve = [taus(curves[:, k], finals) for k in args.steps]
     lines.append("| validation accuracy so far | " + " | ".join(f"{v:.3f}" for v in curve) + " |")
     for n in args.zoo:
         for loss in args.loss:
             model = pb.fit_pretrained(zoo[:n], args.first_step, loss)
-            row = [taus(predictions(model, held, k), finals) for k in args.steps]
+            preds = {k: predictions(model, held, k) for k in args.steps}
+            row = [taus(preds[k], finals) for k in args.steps]
             lines.append(
                 f"| SNE pretrained on {n} trials, loss={loss} | "
                 + " | ".join(f"{v:.3f}" for v in row)
                 + " |"
             )
-            print(lines[-1], flush=True)
+            # What SNEPruner ranks by at its default learning_curve=0.5.
+            mixed = [taus(blend(preds[k], curves[:, k]), finals) for k in args.steps]
+            lines.append(
+                f"| mean rank of the curve and SNE on {n} trials, loss={loss} | "
+                + " | ".join(f"{v:.3f}" for v in mixed)
+                + " |"
+            )
+            print("\n".join(lines[-2:]), flush=True)
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out is not None:

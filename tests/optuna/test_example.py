@@ -54,7 +54,10 @@ def test_the_signal_table_ranks_the_curve_and_sne_per_step(tmp_path: Path) -> No
     assert rows[0] == "| signal | step 1 | step 2 |"
     assert rows[1].startswith("| validation accuracy so far | ")
     assert [r.split(" | ")[0] for r in rows[2:]] == [
-        "| SNE pretrained on 2 trials, loss=bce", "| SNE pretrained on 2 trials, loss=mse",
+        "| SNE pretrained on 2 trials, loss=bce",
+        "| mean rank of the curve and SNE on 2 trials, loss=bce",
+        "| SNE pretrained on 2 trials, loss=mse",
+        "| mean rank of the curve and SNE on 2 trials, loss=mse",
     ]  # fmt: skip
     taus = [float(v) for r in rows[1:] for v in r.strip("| ").split(" | ")[1:]]
-    assert len(taus) == 6 and all(-1 <= t <= 1 for t in taus)
+    assert len(taus) == 10 and all(-1 <= t <= 1 for t in taus)
