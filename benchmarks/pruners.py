@@ -29,7 +29,6 @@ import torch
 from sne_plugin.integrations.optuna import SNEPruner
 
 from sne_plugin import SNERegressor
-from sne_plugin.readers import read_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 ZOO_SEED = 1000
@@ -72,58 +71,10 @@ class Run:
 
 
 # ---------------------------------------------------------------------- the pruners
-@dataclass
-class RandomTrial:
-    """One trial of the search trained to the end: weights and validation accuracy per epoch."""
-
-    weights: list[Any]
-    values: list[float]
-
-    @property
-    def final(self) -> float:
-        return self.values[-1]
-
-
-def random_trials(data: Any, n: int, epochs: int, seed: int) -> list[RandomTrial]:
-    """``n`` configurations of the search drawn at random (seed ``seed``), each trained fully."""
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-    out = []
-    for _ in range(n):
-        trial = study.ask()
-        torch.manual_seed(seed + trial.number)
-        model = ex.build(trial)
-        opt, batch = ex.optimizer(trial, model)
-        gen = torch.Generator().manual_seed(seed + trial.number)
-        weights, values = [], []
-        for _epoch in range(epochs):
-            ex.train_one_epoch(model, opt, data, batch, gen)
-            weights.append(read_weights(model))
-            values.append(ex.accuracy(model, data))
-        study.tell(trial, values[-1])
-        out.append(RandomTrial(weights, values))
-    return out
-
-
-def fit_pretrained(zoo: list[RandomTrial], first_step: int, loss: str = "mse") -> SNERegressor:
-    """The pretrained SNERegressor: every finite snapshot from ``first_step`` -> final value."""
-    nets, finals = [], []
-    for t in zoo:
-        keep = [w for w in t.weights[first_step:] if w.is_finite()]
-        nets += keep
-        finals += [t.final] * len(keep)
-    return SNERegressor(
-        chunk_size=64,
-        width=16,
-        heads=1,
-        epochs=30,
-        invariance_weight=0.0,
-        validation_fraction=0.0,
-        lr=3e-3,
-        # Squared error ranked held-out trials of this search better than the default
-        # cross-entropy at every step measured (benchmarks/pruner_signals.py).
-        loss=loss,
-        random_state=0,
-    ).fit(nets, finals)
+# The pretraining zoo and regressor are the example's (``--pretrain``), shared here.
+RandomTrial = ex.RandomTrial
+random_trials = ex.random_trials
+fit_pretrained = ex.fit_pretrained
 
 
 def pretrain(data: Any, args: argparse.Namespace) -> tuple[SNERegressor, float]:

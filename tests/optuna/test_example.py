@@ -29,6 +29,27 @@ def test_the_example_searches_with_shared_storage_and_artifacts(tmp_path: Path) 
     assert any((tmp_path / "artifacts").iterdir())  # weights went through the artifact store
 
 
+def test_the_example_pretrains_saves_and_reloads_its_regressor(tmp_path: Path) -> None:
+    saved = tmp_path / "digits-sne.joblib"
+    common = [str(ROOT / "examples" / "optuna_pruning.py"), "--trials", "6", "--epochs", "3"]
+    text = _run([*common, "--pretrain", "3", "--save-regressor", str(saved)], tmp_path)
+    assert "pretraining zoo: 3 configurations" in text and "of 18 epochs trained" in text
+    assert saved.stat().st_size > 0
+    text = _run([*common, "--regressor", str(saved)], tmp_path)
+    assert "pretraining zoo" not in text and "of 18 epochs trained" in text
+
+
+def test_the_example_refuses_contradictory_options(tmp_path: Path) -> None:
+    script = str(ROOT / "examples" / "optuna_pruning.py")
+    for args, message in (
+        (["--pretrain", "2", "--regressor", "x.joblib"], "not both"),
+        (["--save-regressor", "x.joblib"], "--save-regressor needs --pretrain N"),
+        (["--pretrain", "-1"], "--pretrain must be >= 0, got -1"),
+    ):
+        out = subprocess.run([sys.executable, script, *args], capture_output=True, text=True)
+        assert out.returncode == 2 and message in out.stderr
+
+
 def test_the_pruner_benchmark_writes_its_table(tmp_path: Path) -> None:
     out = tmp_path / "pruners.md"
     args = [
