@@ -303,17 +303,12 @@ def main(argv: list[str] | None = None) -> str:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     data = ex.load_data()
     start = time.perf_counter()
-    if args.regressor is not None:
-        from sne_plugin import SNERegressor
-
-        regressor: Any = SNERegressor.load(args.regressor)
-        source = f"loaded from {args.regressor}"
-    else:
-        zoo = pb.random_trials(data, args.zoo, args.epochs, pb.ZOO_SEED)
-        regressor = pb.fit_pretrained(zoo, args.first_step)
-        source = f"pretrained on {args.zoo} random trials (seed {pb.ZOO_SEED})"
-        if args.save_regressor is not None:
-            regressor.save(args.save_regressor)
+    regressor, _ = pb.pretrain(data, args)  # loads --regressor, or fits and --save-regressor
+    source = (
+        f"loaded from {args.regressor}"
+        if args.regressor is not None
+        else f"pretrained on {args.zoo} random trials (seed {pb.ZOO_SEED})"
+    )
     print(f"regressor {source}, {time.perf_counter() - start:.0f} s", file=sys.stderr)
     baseline = f"top {args.top_share:.0%} after {args.top_k_epochs} epochs"
     searches: list[Search] = []
