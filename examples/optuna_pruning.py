@@ -132,12 +132,16 @@ class RandomTrial:
         return self.values[-1]
 
 
-def random_trials(data: Digits, n: int, epochs: int, seed: int) -> list[RandomTrial]:
+def random_trials(
+    data: Digits, n: int, epochs: int, seed: int, *, progress: bool = False
+) -> list[RandomTrial]:
     """``n`` configurations of this search drawn at random (seed ``seed``), each trained fully:
     the offline zoo a pretrained pruner learns from."""
+    from tqdm.auto import trange
+
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     out = []
-    for _ in range(n):
+    for _ in trange(n, desc="pretraining zoo", unit="trial", disable=not progress):
         trial = study.ask()
         torch.manual_seed(seed + trial.number)
         model = build(trial)
@@ -153,7 +157,9 @@ def random_trials(data: Digits, n: int, epochs: int, seed: int) -> list[RandomTr
     return out
 
 
-def fit_pretrained(zoo: list[RandomTrial], first_step: int = 1, loss: str = "mse") -> SNERegressor:
+def fit_pretrained(
+    zoo: list[RandomTrial], first_step: int = 1, loss: str = "mse", *, verbose: bool = False
+) -> SNERegressor:
     """The pruner's regressor: every finite snapshot from ``first_step`` on -> final accuracy."""
     nets, finals = [], []
     for t in zoo:
@@ -172,6 +178,7 @@ def fit_pretrained(zoo: list[RandomTrial], first_step: int = 1, loss: str = "mse
         # cross-entropy at every step measured (benchmarks/pruner_signals.py).
         loss=loss,
         random_state=0,
+        verbose=verbose,
     ).fit(nets, finals)
 
 
@@ -265,10 +272,10 @@ def pretrained(args: argparse.Namespace, data: Digits) -> SNERegressor | str | N
     if not args.pretrain:
         return None
     start = time.perf_counter()
-    zoo = random_trials(data, args.pretrain, args.epochs, seed=args.seed + 1000)
+    zoo = random_trials(data, args.pretrain, args.epochs, seed=args.seed + 1000, progress=True)
     print(f"pretraining zoo: {args.pretrain} configurations, {time.perf_counter() - start:.0f} s")
     start = time.perf_counter()
-    regressor = fit_pretrained(zoo)
+    regressor = fit_pretrained(zoo, verbose=True)
     print(f"regressor fitted in {time.perf_counter() - start:.0f} s")
     if args.save_regressor:
         regressor.save(args.save_regressor)

@@ -299,7 +299,10 @@ class SNERegressor(RegressorMixin, BaseEstimator):
             self.history_.append({"epoch": self.n_epochs_, "loss": loss, "val_tau": tau})
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss:.4f}", val_tau=f"{tau:.3f}")
+                shown = {"loss": f"{loss:.4f}"}
+                if len(val_idx):  # no validation split: no tau to show
+                    shown["val_tau"] = f"{tau:.3f}"
+                bar.set_postfix(shown)
             if not math.isnan(tau) and tau > best[0]:
                 best, stale = (tau, copy.deepcopy(self.module_.state_dict())), 0
             else:

@@ -230,3 +230,17 @@ def test_load_errors(tmp_path) -> None:  # type: ignore[no-untyped-def]
     (tmp_path / "junk.joblib").write_bytes(b"\x00junk")
     with pytest.raises(SNEError, match=r"is not a readable saved SNERegressor"):
         SNERegressor.load(tmp_path / "junk.joblib")
+
+
+@pytest.mark.parametrize(("validation_fraction", "shows_tau"), [(0.25, True), (0.0, False)])
+def test_progress_bar_shows_tau_only_with_a_validation_split(  # type: ignore[no-untyped-def]
+    zoo, capsys, validation_fraction: float, shows_tau: bool
+) -> None:
+    X, y = zoo
+    SNERegressor(
+        width=8, heads=1, epochs=2, validation_fraction=validation_fraction, verbose=True,
+        random_state=0,
+    ).fit(X[:16], y[:16])  # fmt: skip
+    err = capsys.readouterr().err
+    assert "SNE fit" in err and "loss=" in err
+    assert ("val_tau=" in err) is shows_tau
