@@ -108,23 +108,17 @@ def test_the_replay_benchmark_writes_table_and_plot(tmp_path: Path) -> None:
         "--seeds", "1", "--trials", "6", "--epochs", "3", "--zoo", "3", "--top-k-epochs", "1",
         "--percentiles", "50", "--blends", "0", "1", "--out", str(out), "--plot", str(png),
     ]  # fmt: skip
+
+    def table_rows(*extra: str) -> list[str]:
+        run = subprocess.run(
+            [sys.executable, *args, *extra], capture_output=True, text=True, timeout=600
+        )
+        assert run.returncode == 0, run.stderr[-3000:]
+        return [line for line in out.read_text().splitlines() if line.startswith("| ")][1:]
+
     saved = tmp_path / "z3.joblib"
-    run = subprocess.run(
-        [sys.executable, *args, "--save-regressor", str(saved)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    rows = [line for line in out.read_text().splitlines() if line.startswith("| ")][1:]
-    again = subprocess.run(
-        [sys.executable, *args, "--regressor", str(saved)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert again.returncode == 0, again.stderr[-3000:]
-    reloaded = [line for line in out.read_text().splitlines() if line.startswith("| ")][1:]
+    rows = table_rows("--save-regressor", str(saved))
+    reloaded = table_rows("--regressor", str(saved))
     sne = [r for r in rows if r.startswith("| SNEPruner")]
     assert sne and sne == [r for r in reloaded if r.startswith("| SNEPruner")]
     names = [r.split(" | ")[0].lstrip("| ") for r in rows]
