@@ -113,7 +113,8 @@ class Outcome:
 
 def replay(search: Search, pruner: optuna.pruners.BasePruner) -> Outcome:
     """Run ``search``'s trials in order under ``pruner``; a pruned trial stops at that step."""
-    study = optuna.create_study(direction="maximize", pruner=pruner)
+    # A fixed name: HyperbandPruner assigns brackets by a hash of the study name.
+    study = optuna.create_study(study_name="replay", direction="maximize", pruner=pruner)
     sne = isinstance(pruner, SNEPruner)
     epochs, best, pruned_at = 0, -np.inf, []
     for curve, snaps in zip(search.values, search.weights, strict=True):

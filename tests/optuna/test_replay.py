@@ -82,6 +82,17 @@ def test_sne_replay_prunes_where_the_rule_says(
     assert (out.pruned_at, out.epochs, out.best) == (pruned_at, epochs, pytest.approx(best))
 
 
+def test_hyperband_replays_the_same_way_twice(rp: Any) -> None:
+    finals = list(np.linspace(0.3, 0.9, 12)[::-1])
+    search = _search(rp, finals, epochs=9)
+
+    def hyperband() -> optuna.pruners.BasePruner:
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=9, reduction_factor=3)
+
+    first, second = rp.replay(search, hyperband()), rp.replay(search, hyperband())
+    assert first.pruned_at and (first.epochs, first.pruned_at) == (second.epochs, second.pruned_at)
+
+
 def test_memo_predicts_each_content_once(rp: Any) -> None:
     model = FirstWeight()
     memo = rp.Memo(model)
