@@ -215,13 +215,10 @@ class SNEPruner(BasePruner):
         found = self._predictions_at(model, others, step)
         if self._learning_curve:
             own = _value_at(trial, step)
-            blended = (
-                None
-                if own is None
-                else self._blended_is_worse(study, predicted, own, others, found, step)
-            )
-            if blended is not None:
-                return blended
+            if own is not None:
+                blended = self._blended_is_worse(study, predicted, own, others, found, step)
+                if blended is not None:
+                    return blended
         reference = np.asarray([v for v in found if v is not None], dtype=float)
         if len(reference) < self._n_min_trials:
             return False
