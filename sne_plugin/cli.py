@@ -12,9 +12,9 @@ from sne_plugin.errors import SNEError
 # Each module defines `register(subparsers)` and sets `func` on its parser.
 _COMMAND_MODULES = (
     "sne_plugin.readers.cli",
-    "sne_plugin.zoo.cli",
-    "sne_plugin.bench.cli",
-    "sne_plugin.demo",
+    "sne_plugin.research.zoo.cli",
+    "sne_plugin.research.bench.cli",
+    "sne_plugin.research.demo",
 )
 
 

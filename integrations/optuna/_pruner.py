@@ -85,9 +85,9 @@ class SNEPruner(BasePruner):
     ``n_min_trials`` trials with values, is ranked by its prediction alone). The
     intermediate values are only read, never written, and must share the objective's
     direction (as for Optuna's own pruners). Default ``None``: 0.5, or 0 (weights only)
-    with ``reference="values"``. Why 0.5: replayed on 30 recorded searches of the example's
-    digits search (``benchmarks/pruner_replay.py``), weights alone lost 0.77 points of best
-    accuracy at 46% of the epochs (``percentile=80``), the 0.5 blend 0.3 at 47%.
+    with ``reference="values"``. Why 0.5: replayed on 30 recorded searches of the digits
+    search (``python -m sne_plugin.research.bench.pruner_replay``), weights alone lost 0.77
+    points of best accuracy at 46% of the epochs (``percentile=80``), the 0.5 blend 0.3 at 47%.
 
     Modes:
 

@@ -12,8 +12,9 @@ State dicts (a mapping from name to tensor or array, in insertion order):
 * ``num_batches_tracked``, ``running_mean`` and ``running_var`` are buffers, not learned
   weights: they are ignored. Any other key is unreadable (strict: an error).
 * ``is_chain`` is a guess, since a state dict has no graph: True only when every layer is
-  dense or conv and each layer's input width matches the previous layer's output width
-  (a dense layer after a conv: a multiple of it). A residual network whose blocks keep one
+  dense or conv, or a norm of the width of the layer before it, and each layer's input
+  width matches the previous dense or conv layer's output width (a dense layer after a
+  conv: a multiple of it). A residual network whose blocks keep one
   width passes this test; read the module instead when that matters.
 
 Lists: each item is either a ``(weight, bias)`` pair (a tuple, or a 2-item list whose
@@ -24,10 +25,9 @@ bias. Lists give ``is_chain=True``.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -44,7 +44,7 @@ _ATTENTION_KEYS = ("in_proj_weight", "q_proj_weight")
 
 
 def read_state_dict(
-    state: Mapping[object, object], *, strict: bool = True, source: str = "<state_dict>"
+    state: Mapping[Any, object], *, strict: bool = True, source: str = "<state_dict>"
 ) -> NetworkWeights:
     """The layers of a state dict, in its insertion order (see the module docstring).
 
@@ -174,14 +174,24 @@ def _as_torch(value: object, where: str, what: str = "weight") -> torch.Tensor:
 
 
 def _looks_like_chain(layers: Sequence[Layer]) -> bool:
-    for before, after in itertools.pairwise(layers):
-        if not (_is_dense_or_conv(before) and _is_dense_or_conv(after)):
+    producers = [layer for layer in layers if layer.kind is not LayerKind.NORM]
+    if not layers or not _is_dense_or_conv(layers[0]):
+        return False
+    width = int(layers[0].weight.shape[0])
+    for layer in layers[1:]:
+        if layer.kind is LayerKind.NORM:
+            if tuple(layer.weight.shape) != (width,):
+                return False  # a norm of another width: not one layer's outputs
+            continue
+        if not _is_dense_or_conv(layer):
             return False
-        out, inp = int(before.weight.shape[0]), int(after.weight.shape[1])
-        conv_to_dense = before.kind is not LayerKind.DENSE and after.kind is LayerKind.DENSE
-        if inp != out and not (conv_to_dense and inp % out == 0):
+        inp = int(layer.weight.shape[1])
+        conv_to_dense = producers[0].kind is not LayerKind.DENSE and layer.kind is LayerKind.DENSE
+        if inp != width and not (conv_to_dense and inp % width == 0):
             return False
-    return bool(layers) and _is_dense_or_conv(layers[0])
+        producers = [layer]
+        width = int(layer.weight.shape[0])
+    return True
 
 
 def _is_dense_or_conv(layer: Layer) -> bool:

@@ -190,10 +190,84 @@ def _read_attention(
 
 
 def _is_chain(module: nn.Module) -> bool:
-    """True for a (nested) ``nn.Sequential`` of layers, norms, activations, dropout, pooling."""
-    if type(module) is not nn.Sequential:
-        return False
-    return all(_is_chain(child) or _is_chain_piece(child) for child in module.children())
+    """True when each weighted layer feeds the next and nothing else, as traced.
+
+    A (nested) ``nn.Sequential`` of layers, norms, activations, dropout and pooling is a
+    chain at once. Any other module is traced with ``torch.fx``: it is a chain when its data
+    path is one line (no operation takes two inputs that depend on the network's input, and
+    no intermediate result is used twice), every module it calls is such a piece, no
+    parameter is used outside one, and the layers run in registration order (the order they
+    are read in). The same rule as the ONNX reader's, so a network read as a module, from its
+    ONNX export or as a state dict of a plain chain gets one answer. A module that cannot be
+    traced is not a chain.
+    """
+    if type(module) is nn.Sequential:
+        return all(_is_chain_piece(child) or _is_chain(child) for child in module.children())
+    key = _structure(module)
+    if key not in _TRACED:
+        try:
+            graph = torch.fx.Tracer().trace(module)
+        except Exception:  # data-dependent control flow, unsupported ops: not provably a chain
+            _TRACED[key] = False
+        else:
+            _TRACED[key] = _traced_chain(module, graph)
+        while len(_TRACED) > 256:
+            _TRACED.pop(next(iter(_TRACED)))
+    return _TRACED[key]
+
+
+_TRACED: dict[tuple[object, ...], bool] = {}
+"""Traced answers by module structure: a trace costs milliseconds, and a search reads the
+same architecture at every step of every trial."""
+
+
+def _structure(module: nn.Module) -> tuple[object, ...]:
+    """What a trace depends on: each sub-module's name, class and plain settings."""
+    return tuple(
+        (name, type(sub), repr(sorted((k, v) for k, v in vars(sub).items() if _setting(k, v))))
+        for name, sub in module.named_modules()
+    )
+
+
+def _setting(key: str, value: object) -> bool:
+    return not key.startswith("_") and isinstance(value, (bool, int, float, str, tuple, type(None)))
+
+
+def _traced_chain(module: nn.Module, graph: torch.fx.Graph) -> bool:
+    live: set[torch.fx.Node] = set()  # nodes whose value depends on the network's input
+    called: list[str] = []
+    for node in graph.nodes:
+        if node.op == "get_attr":
+            return False  # a parameter or buffer used directly, outside a layer
+        if _is_shape_query(node):
+            continue  # x.size(0), x.shape: not data, whatever uses it stays on one line
+        inputs = [n for n in node.all_input_nodes if n in live]
+        if node.op == "output":
+            return len(inputs) <= 1 and _in_registration_order(module, called)
+        if node.op != "placeholder" and len(inputs) != 1:
+            if len(inputs) > 1:
+                return False  # two data inputs: a merge (residual add, concat)
+            continue
+        if len([u for u in node.users if not _is_shape_query(u)]) > 1:
+            return False  # one result used twice: a branch
+        if node.op == "call_module":
+            if not _is_chain_piece(module.get_submodule(str(node.target))):
+                return False  # fx calls torch.nn's own modules whole: attention, RNNs...
+            called.append(str(node.target))
+        live.add(node)
+    return False
+
+
+def _in_registration_order(module: nn.Module, called: list[str]) -> bool:
+    order = {name: i for i, (name, _) in enumerate(module.named_modules())}
+    positions = [order[name] for name in called]
+    return positions == sorted(positions)
+
+
+def _is_shape_query(node: torch.fx.Node) -> bool:
+    if node.op == "call_method":
+        return node.target in ("size", "dim", "numel")
+    return node.op == "call_function" and node.target is getattr
 
 
 def _is_chain_piece(module: nn.Module) -> bool:

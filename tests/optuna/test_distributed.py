@@ -8,8 +8,9 @@ from pathlib import Path
 
 import optuna
 import pytest
-import sne_optuna_helpers
-from sne_optuna_helpers import storage_for
+
+from sne_plugin.testing import optuna as helpers
+from sne_plugin.testing.optuna import storage_for
 
 N_FIRST = 3  # trials per worker before they meet; n_min_trials = 2 * N_FIRST
 
@@ -24,7 +25,7 @@ def test_each_worker_trains_on_the_trials_the_other_finished(tmp_path: Path, kin
     outs = [str(tmp_path / f"worker{i}.json") for i in range(2)]
     procs = [
         ctx.Process(
-            target=sne_optuna_helpers.worker,
+            target=helpers.worker,
             args=(kind, path, str(tmp_path / "artifacts"), i, barrier, outs[i], N_FIRST),
         )
         for i in range(2)

@@ -53,7 +53,7 @@ def test_the_example_refuses_contradictory_options(tmp_path: Path) -> None:
 def test_the_pruner_benchmark_writes_its_table(tmp_path: Path) -> None:
     out = tmp_path / "pruners.md"
     args = [
-        str(ROOT / "benchmarks" / "pruners.py"),
+        "-m", "sne_plugin.research.bench.pruners",
         "--seeds", "1", "--trials", "6", "--epochs", "3", "--zoo", "3", "--out", str(out),
     ]  # fmt: skip
     _run(args, tmp_path)
@@ -66,7 +66,7 @@ def test_the_pruner_benchmark_writes_its_table(tmp_path: Path) -> None:
 def test_the_signal_table_ranks_the_curve_and_sne_per_step(tmp_path: Path) -> None:
     out = tmp_path / "signals.md"
     args = [
-        str(ROOT / "benchmarks" / "pruner_signals.py"),
+        "-m", "sne_plugin.research.bench.pruner_signals",
         "--heldout", "5", "--zoo", "2", "--epochs", "3", "--steps", "1", "2",
         "--loss", "bce", "mse", "--out", str(out),
     ]  # fmt: skip

@@ -15,11 +15,12 @@ import numpy as np
 import optuna
 import pytest
 import torch
-from sne_optuna_helpers import N_STEPS, final_value, net, run_trial, tiny_regressor
-from sne_plugin.integrations.optuna import SNEPruner, report_weights
 
 from sne_plugin import SNERegressor
-from sne_plugin.baselines import StatNNRegressor
+from sne_plugin.integrations.optuna import SNEPruner, report_weights
+from sne_plugin.research.baselines import StatNNRegressor
+from sne_plugin.testing import tiny_regressor
+from sne_plugin.testing.optuna import N_STEPS, final_value, net, run_trial
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -1,8 +1,7 @@
-"""benchmarks/pruner_replay.py: replays a recorded search under each pruner, exactly."""
+"""sne_plugin.research.bench.pruner_replay: replays a recorded search under each pruner, exactly."""
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -12,23 +11,18 @@ import numpy as np
 import optuna
 import pytest
 import torch
-from sne_plugin.integrations.optuna import SNEPruner
 
 from sne_plugin import NetworkWeights
+from sne_plugin.integrations.optuna import SNEPruner
+from sne_plugin.research.bench import pruner_replay
+from sne_plugin.testing import FirstWeightPredictor
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def rp() -> Any:
-    spec = importlib.util.spec_from_file_location(
-        "pruner_replay", ROOT / "benchmarks" / "pruner_replay.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["pruner_replay"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return pruner_replay
 
 
 def _net(value: float) -> NetworkWeights:
@@ -38,15 +32,7 @@ def _net(value: float) -> NetworkWeights:
     return NetworkWeights.from_pairs([(weight, torch.zeros(3))])
 
 
-class FirstWeight:
-    """An estimator that predicts a network's first weight, counting its calls."""
-
-    def __init__(self) -> None:
-        self.seen = 0
-
-    def predict(self, nets: list[NetworkWeights]) -> np.ndarray:
-        self.seen += len(nets)
-        return np.asarray([float(n.layers[0].weight[0, 0]) for n in nets])
+FirstWeight = FirstWeightPredictor
 
 
 def _search(rp: Any, finals: list[float], epochs: int = 3) -> Any:
@@ -115,7 +101,7 @@ def test_top_k_finishes_the_leaders_after_k_epochs(rp: Any) -> None:
 def test_the_replay_benchmark_writes_table_and_plot(tmp_path: Path) -> None:
     out, png = tmp_path / "replay.md", tmp_path / "replay.png"
     args = [
-        str(ROOT / "benchmarks" / "pruner_replay.py"),
+        "-m", "sne_plugin.research.bench.pruner_replay",
         "--seeds", "1", "--trials", "6", "--epochs", "3", "--zoo", "3", "--top-k-epochs", "1",
         "--percentiles", "50", "--blends", "0", "1", "--out", str(out), "--plot", str(png),
     ]  # fmt: skip

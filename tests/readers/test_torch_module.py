@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
@@ -108,6 +110,58 @@ def test_nested_sequential_is_a_chain_custom_module_is_not() -> None:
 
     assert not read_weights(Net()).is_chain
     assert not read_weights(nn.Sequential(nn.Linear(2, 2), Net())).is_chain
+
+
+class _OneLine(nn.Module):
+    """A custom module (not a Sequential) whose data path is one line."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.norm, self.fc = nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Linear(4 * 36, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.norm(self.conv(x)))
+        return self.fc(x.view(x.size(0), -1))
+
+
+class _OutOfOrder(_OneLine):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # fc registered last, runs first
+        return self.conv(self.fc(x.flatten(1)).view(-1, 1, 1, 2))
+
+
+class _Branch(_OneLine):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return self.fc((y + torch.relu(y)).flatten(1))
+
+
+class _Tokens(_OneLine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.token = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) + self.token
+
+
+@pytest.mark.parametrize(
+    ("module", "chain"),
+    [(_OneLine(), True), (_OutOfOrder(), False), (_Branch(), False), (_Tokens(), False)],
+)
+def test_a_custom_module_is_a_chain_when_its_traced_data_path_is_one_line(
+    module: nn.Module, chain: bool
+) -> None:
+    assert read_weights(module, strict=False).is_chain is chain
+
+
+def test_the_chain_answer_is_the_same_from_module_state_dict_and_onnx(tmp_path) -> None:
+    model = _OneLine().eval()
+    path = tmp_path / "one_line.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.randn(2, 1, 8, 8),), str(path), dynamo=False)
+    forms = [model, model.state_dict(), path]
+    assert [read_weights(form).is_chain for form in forms] == [True, True, True]
 
 
 def test_shared_module_is_read_once() -> None:
