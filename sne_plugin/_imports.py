@@ -1,4 +1,8 @@
-"""Optional dependencies, imported on first use with a message that says how to install them."""
+"""Optional dependencies, imported on first use with a message that says how to install them.
+
+Each call site names the pip extra that brings its package
+(``optional_import("onnx", extra="onnx")``); a test checks every call against pyproject.toml.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +11,19 @@ from types import ModuleType
 
 __all__ = ["optional_import"]
 
-_EXTRA = {
-    "optuna": "optuna",
-    "onnx": "onnx",
-    "matplotlib": "plot",
-    "nfn": "bench",
-    "onnxscript": "onnx",
-}
 
+def optional_import(module: str, *, extra: str) -> ModuleType:
+    """Import ``module`` or raise ImportError naming the pip ``extra`` that brings it.
 
-def optional_import(module: str) -> ModuleType:
-    """Import ``module`` or raise ImportError naming the pip extra that brings it."""
+    >>> optional_import("no_such_package_here", extra="onnx")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ImportError: ... install it with: pip install 'sne-plugin[onnx]'
+    """
     try:
         return importlib.import_module(module)
     except ImportError as exc:
         top = module.split(".")[0]
-        extra = _EXTRA.get(top, top)
         raise ImportError(
             f"sne-plugin needs the optional package {top!r} for this; "
             f"install it with: pip install 'sne-plugin[{extra}]'"

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from sne_plugin._imports import optional_import
 
-optional_import("optuna")  # a clear "pip install 'sne-plugin[optuna]'" message when missing
+# a clear "pip install 'sne-plugin[optuna]'" message when missing
+optional_import("optuna", extra="optuna")
 
 from ._pruner import SNEPruner, default_regressor  # noqa: E402
 from ._report import report_weights  # noqa: E402

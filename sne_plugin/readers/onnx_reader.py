@@ -124,7 +124,7 @@ def read_onnx(model: object, *, strict: bool = True) -> NetworkWeights:
 
 
 def _load(path: Path) -> Any:
-    onnx = optional_import("onnx")
+    onnx = optional_import("onnx", extra="onnx")
     if not path.is_file():
         raise SNEError(f"{path}: expected an existing .onnx file, found none")
     try:
@@ -190,8 +190,8 @@ class _Graph:
 
     def __init__(self, graph: Any, source: str) -> None:
         self.graph, self.source = graph, source
-        self.numpy_helper = optional_import("onnx.numpy_helper")
-        self.helper = optional_import("onnx.helper")
+        self.numpy_helper = optional_import("onnx.numpy_helper", extra="onnx")
+        self.helper = optional_import("onnx.helper", extra="onnx")
         self.protos: dict[str, Any] = {t.name: t for t in graph.initializer}
         self.arrays: dict[str, np.ndarray] = {}
         self.origin: dict[str, str] = {name: name for name in self.protos}

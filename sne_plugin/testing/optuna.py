@@ -4,6 +4,7 @@ through the real Optuna API (``ask`` / ``report`` / ``report_weights`` / ``shoul
 
 >>> import optuna
 >>> from sne_plugin.integrations.optuna import SNEPruner
+>>> from sne_plugin.testing import FirstWeightPredictor
 >>> study = optuna.create_study(direction="maximize", pruner=SNEPruner(FirstWeightPredictor()))
 >>> run_trial(study, 0.5, seed=0)
 [False, False]

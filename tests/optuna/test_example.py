@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -17,6 +19,7 @@ def _run(args: list[str], cwd: Path) -> str:
     return out.stdout
 
 
+@pytest.mark.slow
 def test_the_example_searches_with_shared_storage_and_artifacts(tmp_path: Path) -> None:
     args = [
         str(ROOT / "examples" / "optuna_pruning.py"),
@@ -29,6 +32,7 @@ def test_the_example_searches_with_shared_storage_and_artifacts(tmp_path: Path) 
     assert any((tmp_path / "artifacts").iterdir())  # weights went through the artifact store
 
 
+@pytest.mark.slow
 def test_the_example_pretrains_saves_and_reloads_its_regressor(tmp_path: Path) -> None:
     saved = tmp_path / "digits-sne.joblib"
     common = [str(ROOT / "examples" / "optuna_pruning.py"), "--trials", "6", "--epochs", "3"]
@@ -39,6 +43,7 @@ def test_the_example_pretrains_saves_and_reloads_its_regressor(tmp_path: Path) -
     assert "pretraining zoo" not in text and "of 18 epochs trained" in text
 
 
+@pytest.mark.slow
 def test_the_example_refuses_contradictory_options(tmp_path: Path) -> None:
     script = str(ROOT / "examples" / "optuna_pruning.py")
     for args, message in (
@@ -50,6 +55,7 @@ def test_the_example_refuses_contradictory_options(tmp_path: Path) -> None:
         assert out.returncode == 2 and message in out.stderr
 
 
+@pytest.mark.slow
 def test_the_pruner_benchmark_writes_its_table(tmp_path: Path) -> None:
     out = tmp_path / "pruners.md"
     args = [
@@ -63,6 +69,7 @@ def test_the_pruner_benchmark_writes_its_table(tmp_path: Path) -> None:
     assert "goal 1" in text
 
 
+@pytest.mark.slow
 def test_the_signal_table_ranks_the_curve_and_sne_per_step(tmp_path: Path) -> None:
     out = tmp_path / "signals.md"
     args = [

@@ -98,6 +98,7 @@ def test_top_k_finishes_the_leaders_after_k_epochs(rp: Any) -> None:
     assert (out.epochs, out.best) == (6, pytest.approx(0.6))
 
 
+@pytest.mark.slow
 def test_the_replay_benchmark_writes_table_and_plot(tmp_path: Path) -> None:
     out, png = tmp_path / "replay.md", tmp_path / "replay.png"
     args = [

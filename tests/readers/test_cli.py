@@ -88,6 +88,7 @@ def test_inspect_missing_file(capsys: pytest.CaptureFixture[str]) -> None:
     )
 
 
+@pytest.mark.slow
 def test_inspect_subprocess(onnx_file: Path) -> None:
     command = [sys.executable, "-m", "sne_plugin.cli"]
     if _missing_commands():  # until every command module exists, patch the hub in the child

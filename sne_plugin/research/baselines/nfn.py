@@ -87,7 +87,8 @@ class _Invariant(nn.Module):
     def __init__(self, example: list[tuple[torch.Tensor, torch.Tensor]], mode: str,
                  hidden: int, depth: int) -> None:
         super().__init__()
-        nfn_common, nfn_layers = optional_import("nfn.common"), optional_import("nfn.layers")
+        nfn_common = optional_import("nfn.common", extra="bench")
+        nfn_layers = optional_import("nfn.layers", extra="bench")
         feats = nfn_common.WeightSpaceFeatures(*_stack([example]))
         spec = nfn_common.network_spec_from_wsfeat(feats)
         linear = nfn_layers.NPLinear if mode == "np" else nfn_layers.HNPLinear

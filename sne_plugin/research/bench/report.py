@@ -131,9 +131,9 @@ def scatter_png(results: Sequence[MethodResult], task: str, path: str | os.PathL
         return False
     from sne_plugin._imports import optional_import
 
-    mpl = optional_import("matplotlib")
+    mpl = optional_import("matplotlib", extra="plot")
     mpl.use("Agg")
-    plt = optional_import("matplotlib.pyplot")
+    plt = optional_import("matplotlib.pyplot", extra="plot")
     fig, axes = plt.subplots(1, len(chosen), figsize=(4 * len(chosen), 4), squeeze=False)
     for ax, r in zip(axes[0], chosen):
         ax.scatter(r.y_true, r.y_pred, s=8, alpha=0.6)

@@ -139,14 +139,14 @@ def _render_glyphs(chars: str, seed: int, n: int) -> tuple[np.ndarray, np.ndarra
 
 def _font_sources() -> list[str]:
     """The TrueType files bundled with matplotlib (no "Display" fonts) plus Pillow's default."""
-    matplotlib = optional_import("matplotlib")
+    matplotlib = optional_import("matplotlib", extra="zoo")
     folder = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
     files = sorted(str(p) for p in folder.glob("*.ttf") if "Display" not in p.name)
     return [*files, "<pillow-default>"]
 
 
 def _open_font(source: str, px: int) -> object:
-    image_font = optional_import("PIL.ImageFont")
+    image_font = optional_import("PIL.ImageFont", extra="zoo")
     if source == "<pillow-default>":
         return image_font.load_default(size=px)
     return image_font.truetype(source, px)
@@ -175,7 +175,7 @@ def _usable_fonts(chars: str) -> tuple[str, ...]:
 
 def _glyph_prints(source: str, chars: str) -> np.ndarray | None:
     """Each char's glyph cropped, resized to 12x12 and normalised (rows), or None if blank."""
-    image_mod = optional_import("PIL.Image")
+    image_mod = optional_import("PIL.Image", extra="zoo")
     rows = []
     for c in chars:
         img = image_mod.fromarray(_draw(c, _open_font(source, 28), 0))
@@ -189,8 +189,8 @@ def _glyph_prints(source: str, chars: str) -> np.ndarray | None:
 
 
 def _draw(char: str, font: object, stroke: int) -> np.ndarray:
-    image_mod = optional_import("PIL.Image")
-    draw_mod = optional_import("PIL.ImageDraw")
+    image_mod = optional_import("PIL.Image", extra="zoo")
+    draw_mod = optional_import("PIL.ImageDraw", extra="zoo")
     img = image_mod.new("L", (64, 64), 0)
     draw_mod.Draw(img).text((8, 4), char, fill=255, font=font, stroke_width=stroke,
                             stroke_fill=255)
@@ -199,7 +199,7 @@ def _draw(char: str, font: object, stroke: int) -> np.ndarray:
 
 def _glyph_image(char: str, source: str, rng: np.random.Generator) -> np.ndarray:
     """One glyph: random size, stroke and rotation, fit into 32x32, random scale, small shift."""
-    image_mod = optional_import("PIL.Image")
+    image_mod = optional_import("PIL.Image", extra="zoo")
     font = _open_font(source, int(rng.integers(22, 34)))
     arr = _draw(char, font, int(rng.integers(0, 3)))
     img = image_mod.fromarray(arr).rotate(float(rng.uniform(-12, 12)),

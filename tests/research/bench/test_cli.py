@@ -10,6 +10,7 @@ from sne_plugin.research.bench.report import BEGIN, END
 from sne_plugin.research.bench.tasks import select_tasks
 
 
+@pytest.mark.slow
 def test_smoke_bench_writes_tables(smoke_cache: Path, tmp_path: Path) -> None:
     out = tmp_path / "BENCH.md"
     out.write_text(f"# Title\n\nkept above\n\n{BEGIN}\nold\n{END}\n\n## Other\nkept below\n")

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -19,6 +21,7 @@ def _run(args: list[str], cwd: Path) -> str:
     return out.stdout
 
 
+@pytest.mark.slow
 def test_fit_budget_writes_its_table_and_resumes(smoke_cache: Path, tmp_path: Path) -> None:
     zoo = next(p for p in smoke_cache.iterdir() if p.name.startswith("mlp_w16_digits"))
     out = tmp_path / "fit_budget.md"
@@ -40,6 +43,7 @@ def test_fit_budget_writes_its_table_and_resumes(smoke_cache: Path, tmp_path: Pa
     assert len(out.with_suffix(".jsonl").read_text().splitlines()) == 3
 
 
+@pytest.mark.slow
 def test_fit_budget_rejects_a_bad_cap(tmp_path: Path) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "sne_plugin.research.bench.fit_budget", "--caps", "SNE2"],

@@ -73,6 +73,7 @@ build_zoo(sys.argv[1], arch="mlp_w16", n_models=16, epochs=(0, 1), max_epochs=3,
 """
 
 
+@pytest.mark.slow
 def test_kill9_and_resume(tmp_path: Path) -> None:
     path = tmp_path / "z"
     proc = subprocess.Popen([sys.executable, "-c", _SCRIPT, str(path)])
