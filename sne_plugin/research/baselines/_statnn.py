@@ -14,9 +14,11 @@ from sklearn.utils.validation import check_is_fitted
 from sne_plugin.research.baselines._common import as_networks, check_finite, check_targets
 from sne_plugin.weights import NetworkWeights
 
-__all__ = ["STAT_NAMES", "StatNNRegressor", "tensor_statistics"]
+__all__ = ["STATNN_FEATURES", "StatNNRegressor", "tensor_statistics"]
 
-STAT_NAMES = ("mean", "var", "q0", "q25", "q50", "q75", "q100")
+# Unterthiner et al.'s seven features of one tensor (the SNE encoder's own per-tensor
+# summaries are sne_plugin.encoder.model.SUMMARY_NAMES, five others).
+STATNN_FEATURES = ("mean", "var", "q0", "q25", "q50", "q75", "q100")
 _QUANTILES = torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0], dtype=torch.float64)
 
 
@@ -120,11 +122,11 @@ class StatNNRegressor(RegressorMixin, BaseEstimator):
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Column names ``t{i}_{stat}``: tensor position ``i`` (weights and biases counted)."""
         check_is_fitted(self, "booster_")
-        names = [f"t{i}_{stat}" for i in range(self.n_tensors_) for stat in STAT_NAMES]
+        names = [f"t{i}_{stat}" for i in range(self.n_tensors_) for stat in STATNN_FEATURES]
         return np.asarray(names, dtype=object)
 
     def _align(self, rows: list[np.ndarray]) -> np.ndarray:
-        features = np.full((len(rows), self.n_tensors_, len(STAT_NAMES)), np.nan)
+        features = np.full((len(rows), self.n_tensors_, len(STATNN_FEATURES)), np.nan)
         for i, row in enumerate(rows):
             kept = row[: self.n_tensors_]
             features[i, : len(kept)] = kept
