@@ -11,7 +11,7 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from sne_plugin.research.baselines._common import as_networks, check_finite, check_targets
+from sne_plugin.research.baselines._common import as_networks, check_targets
 from sne_plugin.weights import NetworkWeights
 
 __all__ = ["STATNN_FEATURES", "StatNNRegressor", "tensor_statistics"]
@@ -98,7 +98,6 @@ class StatNNRegressor(RegressorMixin, BaseEstimator):
     def fit(self, X: Any, y: Any) -> StatNNRegressor:
         """Compute the statistics of each network in ``X`` and fit the booster; returns self."""
         nets = as_networks(X)
-        check_finite(nets)
         target = check_targets(y, len(nets), loss="mse")
         rows = [network_statistics(net) for net in nets]
         self.n_tensors_ = max(len(r) for r in rows)
@@ -111,7 +110,6 @@ class StatNNRegressor(RegressorMixin, BaseEstimator):
         """The feature matrix ``(n_networks, 7 * n_tensors_)``, aligned as in ``fit``."""
         check_is_fitted(self, "booster_")
         nets = as_networks(X)
-        check_finite(nets)
         return self._align([network_statistics(net) for net in nets])
 
     def predict(self, X: Any) -> np.ndarray:
