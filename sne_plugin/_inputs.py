@@ -1,4 +1,8 @@
-"""Estimator input: X (a list of networks in any supported form) -> NetworkWeights."""
+"""What the estimators share about their data: networks in, targets in, predictions out.
+
+``X`` (a list of networks in any supported form) -> checked :class:`NetworkWeights`; ``y`` ->
+checked float targets, and the loss they call for; a model's raw output -> a prediction.
+"""
 
 from __future__ import annotations
 
@@ -11,17 +15,59 @@ from sklearn.exceptions import DataConversionWarning
 from sne_plugin.errors import SNEError, describe
 from sne_plugin.weights import Layer, LayerKind, NetworkWeights
 
-__all__ = ["as_networks", "check_targets"]
+__all__ = [
+    "LOSSES",
+    "as_networks",
+    "check_finite",
+    "check_targets",
+    "prediction",
+    "resolve_loss",
+    "target_scale",
+]
+
+LOSSES = ("auto", "bce", "mse")
 
 
 def as_networks(X: object, *, strict: bool = True) -> list[NetworkWeights]:
-    """Read every item of ``X`` as one network.
+    """Read every item of ``X`` as one network; at least one, every weight finite.
 
     ``X`` is a list (or tuple) whose items are anything :func:`sne_plugin.read_weights`
     accepts. One convention makes numeric matrices usable too: a 2-D float array of shape
     ``(n, d)`` is read as ``n`` networks, each a single dense layer whose ``(1, d)`` weight
     is the row. (A list of lists of floats is *not* a matrix here: each item is a network.)
+
+    >>> as_networks([])
+    Traceback (most recent call last):
+    ...
+    sne_plugin.errors.SNEError: expected at least one network in X, got an empty list
     """
+    nets = _read(X, strict)
+    _check_not_empty(len(nets), "an empty list")
+    check_finite(nets)
+    return nets
+
+
+def check_finite(nets: Sequence[NetworkWeights]) -> None:
+    """Raise :class:`SNEError` naming the first network (and its layer) with a NaN or inf."""
+    for i, net in enumerate(nets):
+        if not net.is_finite():
+            bad = next(layer.name for layer in net.layers if not _finite(layer))
+            raise SNEError(
+                f"X[{i}] ({net.source}): weights contain NaN or inf (first in layer {bad!r}); "
+                "every weight must be finite"
+            )
+
+
+def _finite(layer: Layer) -> bool:
+    return all(bool(t.isfinite().all()) for t in (layer.weight, layer.bias) if t is not None)
+
+
+def _check_not_empty(n: int, got: str) -> None:
+    if n == 0:
+        raise SNEError(f"expected at least one network in X, got {got}")
+
+
+def _read(X: object, strict: bool) -> list[NetworkWeights]:
     if isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype != object:
         return _rows_as_networks(X)
     if isinstance(X, np.ndarray) and X.ndim == 1 and X.dtype != object:
@@ -52,8 +98,7 @@ def _rows_as_networks(X: np.ndarray) -> list[NetworkWeights]:
             "Complex data not supported: expected a real-valued 2-D array of networks, "
             f"got dtype {X.dtype}"
         )
-    if X.shape[0] == 0:
-        raise SNEError(f"expected at least one network, got 0 rows (shape={X.shape})")
+    _check_not_empty(X.shape[0], f"0 rows (shape={X.shape})")
     if X.shape[1] == 0:
         raise SNEError(
             f"0 feature(s) (shape={X.shape}) while a minimum of 1 is required: each row is a "
@@ -98,3 +143,37 @@ def check_targets(y: object, n: int, *, loss: str) -> np.ndarray:
             f"[{target.min():.4g}, {target.max():.4g}]; use loss='mse' for unbounded targets"
         )
     return target
+
+
+def resolve_loss(loss: str, y: object) -> str:
+    """``"bce"`` or ``"mse"``; ``"auto"`` picks bce when every target is inside [0, 1].
+
+    >>> resolve_loss("auto", [0.2, 0.9]), resolve_loss("auto", [-1.0, 3.0])
+    ('bce', 'mse')
+    """
+    if loss not in LOSSES:
+        raise SNEError(f"expected loss to be one of {LOSSES}, but got {loss=}")
+    if loss != "auto":
+        return loss
+    try:
+        target = np.asarray(y, dtype=np.float64)
+    except (TypeError, ValueError):
+        return "mse"  # check_targets reports the bad targets
+    inside = target.size > 0 and bool(np.all((target >= 0) & (target <= 1)))
+    return "bce" if inside else "mse"
+
+
+def target_scale(target: np.ndarray, loss: str) -> tuple[float, float]:
+    """``(mean, scale)`` that standardise the targets for ``mse``; ``(0, 1)`` for ``bce``."""
+    if loss != "mse":
+        return 0.0, 1.0
+    std = float(target.std())
+    return float(target.mean()), std if std > 0 else 1.0
+
+
+def prediction(out: np.ndarray, loss: str, mean: float, scale: float) -> np.ndarray:
+    """A model's raw outputs -> predicted targets: the sigmoid of a ``bce`` logit, or the
+    ``mse`` output unstandardised by :func:`target_scale`'s ``(mean, scale)``."""
+    if loss == "bce":
+        return 1.0 / (1.0 + np.exp(-out))
+    return out * scale + mean

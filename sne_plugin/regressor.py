@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import os
 from dataclasses import dataclass
@@ -17,16 +18,28 @@ from sklearn.utils import TransformerTags, check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from sne_plugin._device import resolve_device
-from sne_plugin._inputs import as_networks, check_targets
-from sne_plugin.encoder.model import SNENet
+from sne_plugin._inputs import as_networks, check_targets, prediction, resolve_loss, target_scale
+from sne_plugin.encoder.model import SNEEncoder, SNENet
 from sne_plugin.encoder.permute import random_flat_index
-from sne_plugin.encoder.plan import make_batch
+from sne_plugin.encoder.plan import Batch, make_batch
 from sne_plugin.errors import SNEError
-from sne_plugin.weights import NetworkSpec, NetworkWeights
+from sne_plugin.weights import NetworkSpec
 
 __all__ = ["SNERegressor"]
 
-_LOSSES = ("bce", "mse")
+_Split = tuple[np.ndarray, np.ndarray]  # training and validation indices
+_POSITIVE_INTS = (
+    "chunk_size",
+    "width",
+    "heads",
+    "max_set",
+    "epochs",
+    "batch_size",
+    "max_chunks_per_pass",
+)
+
+# The encoder's settings are SNEEncoder's parameters, under the same names here.
+_ENCODER_PARAMS = tuple(inspect.signature(SNEEncoder).parameters)
 
 
 @dataclass
@@ -40,12 +53,19 @@ class _Data:
     def __len__(self) -> int:
         return len(self.specs)
 
+    def __add__(self, other: _Data) -> _Data:
+        return _Data(self.specs + other.specs, self.flats + other.flats, self.chains + other.chains)
+
     def subset(self, idx: np.ndarray) -> _Data:
         return _Data(
             [self.specs[i] for i in idx],
             [self.flats[i] for i in idx],
             [self.chains[i] for i in idx],
         )
+
+    def chunks(self, idx: np.ndarray, size: int) -> list[_Data]:
+        """The networks ``idx``, in order, as subsets of at most ``size``."""
+        return [self.subset(idx[lo : lo + size]) for lo in range(0, len(idx), size)]
 
 
 class SNERegressor(RegressorMixin, BaseEstimator):
@@ -69,8 +89,10 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         A held-out share for early stopping on Kendall's tau (0 disables), and how many
         epochs without improvement end training.
     loss:
-        ``"bce"`` (targets in [0, 1], sigmoid output; the default, for accuracies) or
-        ``"mse"`` (any real targets, standardised internally).
+        ``"auto"`` (the default, as the baselines have it): ``"bce"`` when every target lies
+        in [0, 1] (accuracies), else ``"mse"``. ``"bce"``: targets in [0, 1], sigmoid
+        output. ``"mse"``: any real targets, standardised internally. The choice made at
+        initialization is ``loss_``; ``predict``, ``partial_fit`` and warm starts keep it.
     chunk_position:
         Add a sinusoidal encoding of each chunk's index within its tensor.
     tensor_stats:
@@ -94,8 +116,8 @@ class SNERegressor(RegressorMixin, BaseEstimator):
     ...         for s in torch.linspace(0.1, 1.0, 16).tolist()]
     >>> acc = torch.linspace(0.2, 0.9, 16).tolist()
     >>> model = SNERegressor(width=16, epochs=3, random_state=0).fit(nets, acc)
-    >>> model.predict(nets[:2]).shape
-    (2,)
+    >>> model.predict(nets[:2]).shape, model.loss_
+    ((2,), 'bce')
     """
 
     def __init__(
@@ -111,7 +133,7 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         invariance_weight: float = 0.1,
         validation_fraction: float = 0.15,
         patience: int = 20,
-        loss: str = "bce",
+        loss: str = "auto",
         chunk_position: bool = True,
         tensor_stats: bool = True,
         max_chunks_per_pass: int = 8192,
@@ -143,28 +165,18 @@ class SNERegressor(RegressorMixin, BaseEstimator):
     # ------------------------------------------------------------------ public API
     def fit(self, X: Any, y: Any) -> SNERegressor:
         """Train on networks ``X`` and targets ``y``; returns ``self``."""
-        self._check_params()
-        data, target = self._prepare(X, y)
-        if not (self.warm_start and hasattr(self, "module_")):
-            self._initialize(data, target)
-        self._train(data, target, self.epochs, early_stopping=True)
-        return self
+        restart = not (self.warm_start and hasattr(self, "module_"))
+        return self._fit(X, y, self.epochs, restart=restart, early_stopping=True)
 
     def partial_fit(self, X: Any, y: Any) -> SNERegressor:
         """One more epoch over ``(X, y)``, initializing on the first call (online learning)."""
-        self._check_params()
-        data, target = self._prepare(X, y)
-        if not hasattr(self, "module_"):
-            self._initialize(data, target)
-        self._train(data, target, 1, early_stopping=False)
-        return self
+        restart = not hasattr(self, "module_")
+        return self._fit(X, y, 1, restart=restart, early_stopping=False)
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted property of each network in ``X`` (float64 array)."""
         out = self._forward_all(X, embed=False)
-        if self.loss == "bce":
-            return 1.0 / (1.0 + np.exp(-out))
-        return out * self.y_std_ + self.y_mean_
+        return prediction(out, self.loss_, self.y_mean_, self.y_std_)
 
     def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
         """Fit, then return the embeddings of ``X``."""
@@ -210,18 +222,22 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         return tags
 
     # ------------------------------------------------------------------ preparation
+    def _fit(
+        self, X: Any, y: Any, epochs: int, *, restart: bool, early_stopping: bool
+    ) -> SNERegressor:
+        """Check and read the input, initialize when ``restart``, train ``epochs``."""
+        self._check_params()
+        data = _as_data(X)
+        loss = resolve_loss(self.loss, y)  # checks the name even when loss_ is kept
+        loss = loss if restart else self.loss_
+        target = check_targets(y, len(data), loss=loss)
+        if restart:
+            self._initialize(data, target, loss)
+        self._train(data, target, epochs, early_stopping=early_stopping)
+        return self
+
     def _check_params(self) -> None:
-        if self.loss not in _LOSSES:
-            raise SNEError(f"loss must be one of {_LOSSES}, but got loss={self.loss!r}")
-        for name in (
-            "chunk_size",
-            "width",
-            "heads",
-            "max_set",
-            "epochs",
-            "batch_size",
-            "max_chunks_per_pass",
-        ):
+        for name in _POSITIVE_INTS:
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise SNEError(f"{name} must be a positive integer, but got {name}={value!r}")
@@ -236,84 +252,88 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         if self.invariance_weight < 0 or self.lr <= 0 or self.weight_decay < 0:
             raise SNEError("invariance_weight and weight_decay must be >= 0 and lr > 0")
 
-    def _prepare(self, X: Any, y: Any) -> tuple[_Data, np.ndarray]:
-        data = self._as_data(X)
-        target = check_targets(y, len(data), loss=self.loss)
-        return data, target
+    # ------------------------------------------------------------------ initialization
+    def _initialize(self, data: _Data, target: np.ndarray, loss: str) -> None:
+        """Fitted state from scratch, one step per part (as skorch's ``initialize``)."""
+        self._initialize_device()
+        self._initialize_rng()
+        self._initialize_scales(data, target, loss)
+        self._initialize_module()
+        self._initialize_optimizer()
+        self._initialize_history()
 
-    @staticmethod
-    def _as_data(X: Any) -> _Data:
-        nets = as_networks(X)
-        if not nets:
-            raise SNEError("expected at least one network in X, got an empty list")
-        return _Data(
-            [n.spec for n in nets],
-            [_flat(net, i) for i, net in enumerate(nets)],
-            [n.is_chain for n in nets],
-        )
+    def _initialize_device(self, saved: str | None = None) -> None:
+        """``device_``: the ``device`` parameter, or a ``saved`` one (the CPU if CUDA is gone)."""
+        if saved is None:
+            self.device_ = resolve_device(self.device)
+            return
+        device = torch.device(saved)
+        cuda_gone = device.type == "cuda" and not torch.cuda.is_available()
+        self.device_ = torch.device("cpu") if cuda_gone else device
 
-    def _initialize(self, data: _Data, target: np.ndarray) -> None:
-        """Fitted state from scratch: scales, module, optimizer, RNG."""
-        self.device_ = resolve_device(self.device)
+    def _initialize_rng(self) -> None:
         self._rng = check_random_state(self.random_state)
+
+    def _initialize_scales(self, data: _Data, target: np.ndarray, loss: str) -> None:
+        """The resolved ``loss_``, and the scales of the weights and (for mse) the targets."""
+        self.loss_ = loss
         all_values = torch.cat(data.flats)
-        self.weight_scale_ = float(all_values.std()) if all_values.numel() > 1 else 1.0
-        self.weight_scale_ = self.weight_scale_ if self.weight_scale_ > 0 else 1.0
-        self.y_mean_ = float(target.mean()) if self.loss == "mse" else 0.0
-        self.y_std_ = float(target.std()) or 1.0 if self.loss == "mse" else 1.0
+        scale = float(all_values.std()) if all_values.numel() > 1 else 1.0
+        self.weight_scale_ = scale if scale > 0 else 1.0
+        self.y_mean_, self.y_std_ = target_scale(target, loss)
+
+    def _initialize_module(self, state: dict[str, torch.Tensor] | None = None) -> None:
+        """``module_`` on ``device_``: fresh weights seeded from ``_rng``, or ``state``."""
+        seed = int(self._rng.randint(2**31 - 1)) if state is None else 0
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(self._rng.randint(2**31 - 1)))
-            self.module_ = SNENet(hidden=self.width, **self._encoder_config()).to(self.device_)
+            torch.manual_seed(seed)
+            module = SNENet(hidden=self.width, **self._encoder_settings())
+        if state is not None:
+            module.load_state_dict(state)
+        self.module_ = module.to(self.device_)
+
+    def _encoder_settings(self) -> dict[str, Any]:
+        """This estimator's values of the :class:`SNEEncoder` parameters."""
+        return {name: getattr(self, name) for name in _ENCODER_PARAMS}
+
+    def _initialize_optimizer(self, state: dict[str, Any] | None = None) -> None:
         self.optimizer_ = torch.optim.AdamW(
             self.module_.parameters(), lr=self.lr, weight_decay=self.weight_decay
         )
+        if state is not None:
+            self.optimizer_.load_state_dict(state)
+
+    def _initialize_history(self) -> None:
         self.history_: list[dict[str, float]] = []
         self.n_epochs_ = 0
-        self._sne_version = _version()
-
-    def _encoder_config(self) -> dict[str, Any]:
-        return {
-            "width": self.width,
-            "heads": self.heads,
-            "chunk_size": self.chunk_size,
-            "max_set": self.max_set,
-            "chunk_position": self.chunk_position,
-            "tensor_stats": self.tensor_stats,
-            "max_chunks_per_pass": self.max_chunks_per_pass,
-        }
 
     # ------------------------------------------------------------------ training
     def _train(self, data: _Data, target: np.ndarray, epochs: int, *, early_stopping: bool) -> None:
-        train_idx, val_idx = self._split(len(data), early_stopping)
+        split = train_idx, val_idx = self._split(len(data), early_stopping)
         y_t = torch.as_tensor((target - self.y_mean_) / self.y_std_, dtype=torch.float32)
         steps = epochs * math.ceil(len(train_idx) / self.batch_size)
         schedule = _cosine(self.optimizer_, steps, self.lr) if early_stopping else None
-        best: tuple[float, dict[str, Any] | None] = (-math.inf, None)
-        stale = 0
-        bar = _progress(epochs, self.verbose)
+        best, bar = _Best(), _Progress(epochs, self.verbose, show_tau=len(val_idx) > 0)
         for _ in range(epochs):
             loss = self._epoch(data, y_t, train_idx, schedule)
-            self._recalibrate(data, train_idx)
-            tau = self._val_tau(data, target, val_idx)
-            self.n_epochs_ += 1
-            self.history_.append({"epoch": self.n_epochs_, "loss": loss, "val_tau": tau})
-            if bar is not None:
-                bar.update(1)
-                shown = {"loss": f"{loss:.4f}"}
-                if len(val_idx):  # no validation split: no tau to show
-                    shown["val_tau"] = f"{tau:.3f}"
-                bar.set_postfix(shown)
-            if not math.isnan(tau) and tau > best[0]:
-                best, stale = (tau, copy.deepcopy(self.module_.state_dict())), 0
-            else:
-                stale += 1
-            if len(val_idx) and stale >= self.patience:
+            tau = self._end_epoch(data, target, split, loss)
+            bar.update(loss, tau)
+            best.update(tau, self.module_)
+            if len(val_idx) and best.stale >= self.patience:
                 break
-        if bar is not None:
-            bar.close()
-        if best[1] is not None:
-            self.module_.load_state_dict(best[1])
-            self.best_val_tau_ = best[0]
+        bar.close()
+        if best.state is not None:
+            self.module_.load_state_dict(best.state)
+            self.best_val_tau_ = best.tau
+
+    def _end_epoch(self, data: _Data, target: np.ndarray, split: _Split, loss: float) -> float:
+        """Recalibrate, score the validation split and record the epoch; returns its tau."""
+        train_idx, val_idx = split
+        self._recalibrate(data, train_idx)
+        tau = self._val_tau(data, target, val_idx)
+        self.n_epochs_ += 1
+        self.history_.append({"epoch": self.n_epochs_, "loss": loss, "val_tau": tau})
+        return tau
 
     @torch.no_grad()
     def _recalibrate(self, data: _Data, idx: np.ndarray) -> None:
@@ -329,15 +349,10 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         if len(sample) < 2:
             return
         self.module_.eval()
-        parts = []
-        for lo in range(0, len(sample), 64):
-            sub = data.subset(sample[lo : lo + 64])
-            batch = make_batch(sub.specs, self.chunk_size, self.max_set).to(self.device_)
-            flat = torch.cat(sub.flats).to(self.device_) / self.weight_scale_
-            parts.append(self.module_.encoder(batch, flat).float())
-        self.module_.standardize.set_statistics(torch.cat(parts))
+        parts = [self.module_.encoder(*self._batch(sub)) for sub in data.chunks(sample, 64)]
+        self.module_.standardize.set_statistics(torch.cat(parts).float())
 
-    def _split(self, n: int, early_stopping: bool) -> tuple[np.ndarray, np.ndarray]:
+    def _split(self, n: int, early_stopping: bool) -> _Split:
         order = self._rng.permutation(n)
         n_val = round(self.validation_fraction * n) if early_stopping else 0
         if n_val < 4 or n - n_val < 2:
@@ -360,27 +375,26 @@ class SNERegressor(RegressorMixin, BaseEstimator):
     def _step(self, data: _Data, y_t: torch.Tensor, idx: np.ndarray) -> float:
         sub = data.subset(idx)
         keep, permuted = self._permuted(sub) if self.invariance_weight > 0 else ([], None)
-        if permuted is not None:
-            sub = _Data(
-                sub.specs + permuted.specs, sub.flats + permuted.flats, sub.chains + permuted.chains
-            )
-        out = self._forward(sub)
-        n = len(idx)
-        target = y_t[idx].to(self.device_)
-        loss = self._task_loss(out[:n], target)
-        if permuted is not None:
-            original = out[torch.as_tensor(keep, device=out.device)]
-            loss = loss + self.invariance_weight * 0.5 * (original - out[n:]).pow(2).mean()
+        out = self._forward(sub if permuted is None else sub + permuted)
+        loss = self._loss(out, y_t[idx].to(self.device_), keep)
         self.optimizer_.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.module_.parameters(), 1.0)
         self.optimizer_.step()
         return float(loss.detach())
 
-    def _task_loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if self.loss == "bce":
-            return torch.nn.functional.binary_cross_entropy_with_logits(out, target)
-        return torch.nn.functional.mse_loss(out, target)
+    def _loss(self, out: torch.Tensor, target: torch.Tensor, keep: list[int]) -> torch.Tensor:
+        """The task loss on the first ``len(target)`` outputs, plus the invariance term
+        between the networks ``keep`` and their permuted copies (the outputs after them)."""
+        n = len(target)
+        if self.loss_ == "bce":
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(out[:n], target)
+        else:
+            loss = torch.nn.functional.mse_loss(out[:n], target)
+        if keep:
+            original = out[torch.as_tensor(keep, device=out.device)]
+            loss = loss + self.invariance_weight * 0.5 * (original - out[n:]).pow(2).mean()
+        return loss
 
     def _permuted(self, sub: _Data) -> tuple[list[int], _Data | None]:
         """Randomly permuted copies of some chain networks of a minibatch, and which ones."""
@@ -399,10 +413,15 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         # the same signal in expectation (minibatches are reshuffled every epoch).
         return max(1, n // 4)
 
-    def _forward(self, data: _Data) -> torch.Tensor:
-        batch = make_batch(data.specs, self.chunk_size, self.max_set).to(self.device_)
+    def _batch(self, data: _Data) -> tuple[Batch, torch.Tensor]:
+        """The module's input for ``data``, on ``device_``: the batch plan, the scaled weights."""
+        encoder = self.module_.encoder
+        batch = make_batch(data.specs, encoder.chunk_size, encoder.max_set).to(self.device_)
         flat = torch.cat(data.flats).to(self.device_, non_blocking=True) / self.weight_scale_
-        out: torch.Tensor = self.module_(batch, flat)
+        return batch, flat
+
+    def _forward(self, data: _Data) -> torch.Tensor:
+        out: torch.Tensor = self.module_(*self._batch(data))
         return out
 
     def _val_tau(self, data: _Data, target: np.ndarray, val_idx: np.ndarray) -> float:
@@ -415,71 +434,94 @@ class SNERegressor(RegressorMixin, BaseEstimator):
     # ------------------------------------------------------------------ inference
     def _forward_all(self, X: Any, *, embed: bool) -> np.ndarray:
         check_is_fitted(self, "module_")
-        return self._predict_data(self._as_data(X), embed=embed)
+        return self._predict_data(_as_data(X), embed=embed)
 
     @torch.inference_mode()
     def _predict_data(self, data: _Data, *, embed: bool) -> np.ndarray:
         if self.module_.training:
             self.module_.eval()
-        outs = []
-        step = max(self.batch_size, 64)
-        for lo in range(0, len(data), step):
-            sub = data.subset(np.arange(lo, min(lo + step, len(data))))
-            batch = make_batch(sub.specs, self.chunk_size, self.max_set).to(self.device_)
-            flat = torch.cat(sub.flats).to(self.device_) / self.weight_scale_
-            out = self.module_.embed(batch, flat) if embed else self.module_(batch, flat)
-            outs.append(out.float().cpu())
+        run = self.module_.embed if embed else self.module_
+        subsets = data.chunks(np.arange(len(data)), max(self.batch_size, 64))
+        outs = [run(*self._batch(sub)).float().cpu() for sub in subsets]
         return torch.cat(outs).numpy().astype(np.float64)
 
     # ------------------------------------------------------------------ persistence
     def __getstate__(self) -> dict[str, Any]:
-        state: dict[str, Any] = super().__getstate__()
-        state = dict(state)
+        state = dict(super().__getstate__())
         if "module_" in state:
             # Fitted tensors travel on the CPU so that a pickle loads on any host.
             state["module_"] = {k: v.detach().cpu() for k, v in self.module_.state_dict().items()}
             state["optimizer_"] = _optimizer_state_cpu(self.optimizer_)
             state["device_"] = str(self.device_)
+            state["_sne_version"] = _version()
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        saved = state.get("_sne_version")
-        if saved is not None and saved.split(".")[:2] != _version().split(".")[:2]:
-            raise SNEError(
-                f"this SNERegressor was saved by sne-plugin {saved}, which is not compatible with "
-                f"the installed {_version()}; refit it, or install sne-plugin=={saved}"
-            )
-        module_state = state.get("module_")
+        _check_version(state.get("_sne_version"))
+        module_state, optimizer_state = state.get("module_"), state.get("optimizer_")
         super().__setstate__(state)
         if isinstance(module_state, dict):
-            device = torch.device(state["device_"])
-            if device.type == "cuda" and not torch.cuda.is_available():
-                device = torch.device("cpu")
-            self.device_ = device
-            self.module_ = SNENet(hidden=self.width, **self._encoder_config())
-            self.module_.load_state_dict(module_state)
-            self.module_.to(device)
-            opt_state = state["optimizer_"]
-            self.optimizer_ = torch.optim.AdamW(
-                self.module_.parameters(), lr=self.lr, weight_decay=self.weight_decay
-            )
-            self.optimizer_.load_state_dict(opt_state)
+            self.__dict__.setdefault("loss_", self.loss)  # saved before loss_ existed
+            self._initialize_device(state["device_"])
+            self._initialize_module(module_state)
+            self._initialize_optimizer(optimizer_state)
 
 
-def _flat(net: NetworkWeights, i: int) -> torch.Tensor:
-    flat = torch.from_numpy(net.flatten())
-    if not bool(torch.isfinite(flat).all()):
-        bad = next(
-            layer.name
-            for layer in net.layers
-            if not all(
-                bool(torch.isfinite(t).all()) for t in (layer.weight, layer.bias) if t is not None
-            )
-        )
+def _as_data(X: Any) -> _Data:
+    nets = as_networks(X)
+    flats = [torch.from_numpy(net.flatten()) for net in nets]
+    return _Data([net.spec for net in nets], flats, [net.is_chain for net in nets])
+
+
+class _Best:
+    """Early stopping's memory: the best validation tau, its module state, epochs since."""
+
+    def __init__(self) -> None:
+        self.tau = -math.inf
+        self.state: dict[str, Any] | None = None
+        self.stale = 0
+
+    def update(self, tau: float, module: torch.nn.Module) -> None:
+        if not math.isnan(tau) and tau > self.tau:
+            self.tau, self.state, self.stale = tau, copy.deepcopy(module.state_dict()), 0
+        else:
+            self.stale += 1
+
+
+class _Progress:
+    """A bar over epochs showing the loss, and val_tau where there is a validation split;
+    nothing unless ``verbose``."""
+
+    def __init__(self, epochs: int, verbose: bool, *, show_tau: bool) -> None:
+        self.show_tau = show_tau
+        self.bar = _tqdm(epochs) if verbose else None
+
+    def update(self, loss: float, tau: float) -> None:
+        if self.bar is None:
+            return
+        self.bar.update(1)
+        shown = {"loss": f"{loss:.4f}"}
+        if self.show_tau:
+            shown["val_tau"] = f"{tau:.3f}"
+        self.bar.set_postfix(shown)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _tqdm(epochs: int) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=epochs, desc="SNE fit", unit="epoch")
+
+
+def _check_version(saved: str | None) -> None:
+    if saved is not None and saved.split(".")[:2] != _version().split(".")[:2]:
         raise SNEError(
-            f"X[{i}] ({net.source}): weights contain NaN or inf (first in layer {bad!r})"
+            f"this SNERegressor was saved by sne-plugin {saved}, which is not compatible with "
+            f"the installed {_version()}; refit it, or install sne-plugin=={saved}"
         )
-    return flat
 
 
 def _optimizer_state_cpu(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
@@ -502,16 +544,7 @@ def _cosine(
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(steps, 1), eta_min=lr * 0.02)
 
 
-def _progress(epochs: int, verbose: bool) -> Any:
-    if not verbose:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=epochs, desc="SNE fit", unit="epoch")
-
-
 def _version() -> str:
     from sne_plugin import __version__
 
     return __version__
-

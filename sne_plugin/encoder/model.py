@@ -114,7 +114,7 @@ class SNEEncoder(nn.Module):
         self.net_sab = SetStack(width, heads)
         self.net_pma = PMA(width, heads)
         self.stats_mlp = (
-            nn.Sequential(nn.Linear(len(STAT_NAMES), width), nn.GELU(), nn.Linear(width, width))
+            nn.Sequential(nn.Linear(len(SUMMARY_NAMES), width), nn.GELU(), nn.Linear(width, width))
             if tensor_stats
             else None
         )
@@ -123,7 +123,7 @@ class SNEEncoder(nn.Module):
         """``flat``: the batch's networks' flat parameter vectors, concatenated -> (B, width)."""
         tensors = self.encode_tensors(batch, flat)
         if self.stats_mlp is not None:
-            stats = tensor_statistics(flat, batch.tensor_size)
+            stats = tensor_summaries(flat, batch.tensor_size)
             tensors = tensors + self.stats_mlp(stats.to(tensors.dtype))
         layers = self._pool(tensors, batch.layer_pack, self.layer_sab, self.layer_pma)
         packed, mask = _gather_pack(layers, batch.net_pack)
@@ -213,12 +213,14 @@ class SNEEncoder(nn.Module):
         return pma(sab(packed, mask), mask)
 
 
-STAT_NAMES = ("mean", "std", "min", "max", "mean_abs")
+# The five per-tensor summaries handed to the encoder (StatNN's seven features, another set,
+# are sne_plugin.research.baselines._statnn.STATNN_FEATURES).
+SUMMARY_NAMES = ("mean", "std", "min", "max", "mean_abs")
 
 
 @torch.no_grad()
-def tensor_statistics(flat: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
-    """(T, 5) moments and extremes of each tensor, squashed by sign(x) log(1 + |x|).
+def tensor_summaries(flat: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
+    """(T, 5) ``SUMMARY_NAMES`` of each tensor, squashed by sign(x) log(1 + |x|).
 
     Decision: each tensor's vector also receives these summary statistics (the features
     StatNN lives on). The chunk encoder can learn such statistics, but handing them over

@@ -23,6 +23,7 @@ this; very large layers then cost memory in proportion to ``max_set``, not to th
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Sequence
@@ -206,31 +207,22 @@ class Batch:
         return out
 
     def to(self, device: torch.device) -> Batch:
-        def mv(x: torch.Tensor) -> torch.Tensor:
-            return x.to(device, non_blocking=True)
+        """The batch with every index tensor on ``device`` (numpy bookkeeping stays put)."""
+        moved: Batch = _moved(self, device)
+        return moved
 
-        return Batch(
-            self.n_networks,
-            self.n_params,
-            [
-                ChunkGroup(g.kernel_shape, mv(g.start), mv(g.valid), mv(g.chunk_id))
-                for g in self.groups
-            ],
-            mv(self.chunk_type),
-            mv(self.chunk_depth),
-            mv(self.chunk_pos),
-            [
-                SetLevel(mv(v.pack), mv(v.owner), mv(v.final), mv(v.final_ids))
-                for v in self.set_levels
-            ],
-            mv(self.layer_pack),
-            mv(self.net_pack),
-            mv(self.net_depth),
-            self.n_tensors,
-            mv(self.tensor_size),
-            self.set_bounds,
-            self.group_chunk_ids,
-        )
+
+def _moved(value: Any, device: torch.device) -> Any:
+    """``value`` with every tensor in it on ``device``, through lists and dataclass fields;
+    anything else (ints, shapes, numpy arrays, None) is kept as it is."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device, non_blocking=True)
+    if isinstance(value, list):
+        return [_moved(v, device) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        names = [f.name for f in dataclasses.fields(value)]
+        return dataclasses.replace(value, **{n: _moved(getattr(value, n), device) for n in names})
+    return value
 
 
 def make_batch(specs: Sequence[NetworkSpec], chunk_size: int, max_set: int) -> Batch:

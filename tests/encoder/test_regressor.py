@@ -188,7 +188,6 @@ def _nan_net() -> NetworkWeights:
         ),
         ("ok", [0.5, float("nan"), 0.5], r"y has 1 NaN/inf targets \(first at index 1\)"),
         ("ok", [0.5, 0.5], r"X has 3 networks but y has 2 targets"),
-        ("ok", [0.5, 1.5, 0.2], r"loss='bce' needs targets in \[0, 1\].*use loss='mse'"),
         ("ok", None, r"requires y to be passed, but the target y is None"),
         ("string", [0.5], r"expected a list of networks \(one item per network\), got str"),
         ("empty", [], r"expected at least one network in X"),
@@ -201,6 +200,32 @@ def test_fit_bad_input(X, y, message) -> None:  # type: ignore[no-untyped-def]
         SNERegressor(epochs=1).fit(inputs[X], y)
 
 
+def test_bce_needs_targets_in_unit_interval() -> None:
+    nets = [NetworkWeights.from_pairs([(torch.randn(4, 3), None)]) for _ in range(3)]
+    with pytest.raises(SNEError, match=r"loss='bce' needs targets in \[0, 1\].*use loss='mse'"):
+        SNERegressor(epochs=1, loss="bce").fit(nets, [0.5, 1.5, 0.2])
+
+
+@pytest.mark.parametrize(("scale", "loss"), [(1.0, "bce"), (10.0, "mse")])
+def test_auto_loss_picks_bce_inside_unit_interval_else_mse(  # type: ignore[no-untyped-def]
+    zoo, scale: float, loss: str
+) -> None:
+    nets, y = zoo
+    reg = SNERegressor(**{**FAST, "epochs": 1}).fit(nets[:16], y[:16] * scale)
+    assert reg.loss == "auto" and reg.loss_ == loss
+    pred = reg.predict(nets[:16])
+    assert bool(pred.max() > 1) == (loss == "mse")  # mse targets reach 9; bce is a sigmoid
+
+
+def test_resolved_loss_is_kept_by_partial_fit_and_pickle(zoo) -> None:  # type: ignore[no-untyped-def]
+    nets, y = zoo
+    reg = SNERegressor(**FAST).partial_fit(nets[:16], y[:16])
+    assert reg.loss_ == "bce"
+    with pytest.raises(SNEError, match=r"loss='bce' needs targets in \[0, 1\]"):
+        reg.partial_fit(nets[16:32], y[16:32] * 10)  # auto does not switch to mse mid-way
+    assert pickle.loads(pickle.dumps(reg)).loss_ == "bce"
+
+
 def test_predict_nan_names_the_network(fitted) -> None:  # type: ignore[no-untyped-def]
     good = NetworkWeights.from_pairs([(torch.randn(4, 3), None)])
     with pytest.raises(SNEError, match=r"X\[1\] .*NaN or inf"):
@@ -210,7 +235,11 @@ def test_predict_nan_names_the_network(fitted) -> None:  # type: ignore[no-untyp
 @pytest.mark.parametrize(
     ("param", "value", "message"),
     [
-        ("loss", "hinge", r"loss must be one of \('bce', 'mse'\), but got loss='hinge'"),
+        (
+            "loss",
+            "hinge",
+            r"expected loss to be one of \('auto', 'bce', 'mse'\), but got loss='hinge'",
+        ),
         ("width", 0, r"width must be a positive integer, but got width=0"),
         ("heads", 3, r"width must be a multiple of heads, but got width=32, heads=3"),
         ("validation_fraction", 1.0, r"validation_fraction must be in \[0, 1\)"),

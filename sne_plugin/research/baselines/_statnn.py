@@ -11,12 +11,14 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from sne_plugin.research.baselines._common import as_networks, check_finite, check_targets
+from sne_plugin.research.baselines._common import as_networks, check_targets
 from sne_plugin.weights import NetworkWeights
 
-__all__ = ["STAT_NAMES", "StatNNRegressor", "tensor_statistics"]
+__all__ = ["STATNN_FEATURES", "StatNNRegressor", "tensor_statistics"]
 
-STAT_NAMES = ("mean", "var", "q0", "q25", "q50", "q75", "q100")
+# Unterthiner et al.'s seven features of one tensor (the SNE encoder's own per-tensor
+# summaries are sne_plugin.encoder.model.SUMMARY_NAMES, five others).
+STATNN_FEATURES = ("mean", "var", "q0", "q25", "q50", "q75", "q100")
 _QUANTILES = torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0], dtype=torch.float64)
 
 
@@ -96,7 +98,6 @@ class StatNNRegressor(RegressorMixin, BaseEstimator):
     def fit(self, X: Any, y: Any) -> StatNNRegressor:
         """Compute the statistics of each network in ``X`` and fit the booster; returns self."""
         nets = as_networks(X)
-        check_finite(nets)
         target = check_targets(y, len(nets), loss="mse")
         rows = [network_statistics(net) for net in nets]
         self.n_tensors_ = max(len(r) for r in rows)
@@ -109,7 +110,6 @@ class StatNNRegressor(RegressorMixin, BaseEstimator):
         """The feature matrix ``(n_networks, 7 * n_tensors_)``, aligned as in ``fit``."""
         check_is_fitted(self, "booster_")
         nets = as_networks(X)
-        check_finite(nets)
         return self._align([network_statistics(net) for net in nets])
 
     def predict(self, X: Any) -> np.ndarray:
@@ -120,11 +120,11 @@ class StatNNRegressor(RegressorMixin, BaseEstimator):
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Column names ``t{i}_{stat}``: tensor position ``i`` (weights and biases counted)."""
         check_is_fitted(self, "booster_")
-        names = [f"t{i}_{stat}" for i in range(self.n_tensors_) for stat in STAT_NAMES]
+        names = [f"t{i}_{stat}" for i in range(self.n_tensors_) for stat in STATNN_FEATURES]
         return np.asarray(names, dtype=object)
 
     def _align(self, rows: list[np.ndarray]) -> np.ndarray:
-        features = np.full((len(rows), self.n_tensors_, len(STAT_NAMES)), np.nan)
+        features = np.full((len(rows), self.n_tensors_, len(STATNN_FEATURES)), np.nan)
         for i, row in enumerate(rows):
             kept = row[: self.n_tensors_]
             features[i, : len(kept)] = kept

@@ -20,9 +20,10 @@ from sne_plugin._device import resolve_device
 from sne_plugin.errors import SNEError
 from sne_plugin.research.baselines._common import (
     as_networks,
-    check_finite,
     check_targets,
+    prediction,
     resolve_loss,
+    target_scale,
 )
 from sne_plugin.weights import NetworkWeights
 
@@ -90,9 +91,7 @@ class TorchBaseline(RegressorMixin, BaseEstimator):
         device = resolve_device(self.device)
         module = copy.deepcopy(self.module_).to(device).eval()
         out = self._forward_all(module, collate, len(nets), device)
-        if self.loss_ == "bce":
-            return 1.0 / (1.0 + np.exp(-out))
-        return out * self.y_scale_ + self.y_mean_
+        return prediction(out, self.loss_, self.y_mean_, self.y_scale_)
 
     # ------------------------------------------------------------------ subclass hooks
     def _fit_inputs(self, nets: Sequence[NetworkWeights]) -> None:
@@ -119,15 +118,10 @@ class TorchBaseline(RegressorMixin, BaseEstimator):
             raise SNEError(f"expected lr > 0, but got lr={self.lr!r}")
 
     def _read(self, X: Any) -> list[NetworkWeights]:
-        nets = as_networks(X)
-        check_finite(nets)
-        return nets
+        return as_networks(X)
 
     def _fit_target(self, target: np.ndarray) -> None:
-        mse = self.loss_ == "mse"
-        self.y_mean_ = float(target.mean()) if mse else 0.0
-        std = float(target.std()) if mse else 1.0
-        self.y_scale_ = std if std > 0 else 1.0
+        self.y_mean_, self.y_scale_ = target_scale(target, self.loss_)
 
     def _split(self, n: int, rng: np.random.RandomState) -> tuple[np.ndarray, np.ndarray]:
         n_val = round(self.validation_fraction * n)

@@ -30,7 +30,6 @@ from torch import nn
 
 from sne_plugin._imports import optional_import
 from sne_plugin.errors import SNEError
-from sne_plugin.research.baselines._common import as_networks
 from sne_plugin.research.baselines._torch_base import Collate, TorchBaseline
 from sne_plugin.weights import LayerKind, NetworkWeights
 
@@ -154,7 +153,7 @@ class NFNRegressor(TorchBaseline):
     def _read(self, X: Any) -> list[NetworkWeights]:
         nets = super()._read(X)
         reference = [self.example_] if hasattr(self, "example_") else []
-        reason = nfn_incompatibility(reference + list(as_networks(nets)))
+        reason = nfn_incompatibility(reference + nets)
         if reason:
             raise SNEError(f"NFNRegressor cannot take these networks: {reason}")
         return nets

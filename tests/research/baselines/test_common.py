@@ -26,10 +26,15 @@ def test_bad_item_is_named():
 
 
 def test_empty_list_is_rejected():
-    with pytest.raises(SNEError, match="expected at least one network, got an empty list"):
+    with pytest.raises(SNEError, match="expected at least one network in X, got an empty list"):
         as_networks([])
 
 
 @pytest.mark.parametrize(("y", "loss"), [([0.0, 0.5, 1.0], "bce"), ([0.1, 1.5], "mse")])
 def test_auto_loss(y, loss):
     assert resolve_loss("auto", y) == loss
+
+
+def test_bad_loss_names_the_valid_ones():
+    with pytest.raises(SNEError, match=r"one of \('auto', 'bce', 'mse'\), but got loss='l1'"):
+        resolve_loss("l1", [0.5])
