@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import math
 import os
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +22,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from sne_plugin._device import resolve_device
 from sne_plugin._inputs import as_networks, check_targets, prediction, resolve_loss, target_scale
+from sne_plugin._side import SideScaler
 from sne_plugin.encoder.model import SNEEncoder, SNENet
 from sne_plugin.encoder.permute import random_flat_index
 from sne_plugin.encoder.plan import Batch, make_batch
@@ -49,18 +53,23 @@ class _Data:
     specs: list[NetworkSpec]
     flats: list[torch.Tensor]
     chains: list[bool]
+    side: torch.Tensor | None = None  # (n, k) standardised side inputs, if any
 
     def __len__(self) -> int:
         return len(self.specs)
 
     def __add__(self, other: _Data) -> _Data:
-        return _Data(self.specs + other.specs, self.flats + other.flats, self.chains + other.chains)
+        side = None if self.side is None or other.side is None else torch.cat([self.side, other.side])
+        return _Data(
+            self.specs + other.specs, self.flats + other.flats, self.chains + other.chains, side
+        )
 
-    def subset(self, idx: np.ndarray) -> _Data:
+    def subset(self, idx: np.ndarray | list[int]) -> _Data:
         return _Data(
             [self.specs[i] for i in idx],
             [self.flats[i] for i in idx],
             [self.chains[i] for i in idx],
+            None if self.side is None else self.side[torch.as_tensor(idx, dtype=torch.long)],
         )
 
     def chunks(self, idx: np.ndarray, size: int) -> list[_Data]:
@@ -102,9 +111,26 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         of very large networks (and, while training, enables recomputation).
     device:
         ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda[:N]"``.
+    threads:
+        Torch CPU threads while fitting and predicting (torch's own setting is restored
+        after); ``None`` leaves torch's setting alone. Default 1: on a busy 2-core machine
+        an epoch with torch's default threads took several times longer than with one
+        (``python -m sne_plugin.research.bench.threads``); run processes for parallel work.
     random_state, verbose, warm_start:
-        Seed (same seed, data and machine: same predictions); a progress bar with epoch,
-        loss and validation tau; continue from the fitted state on the next ``fit``.
+        Seed (same seed, data and machine: same predictions); the progress bar over epochs
+        (loss, validation tau): ``"auto"`` (default) shows it once a fit has run for more
+        than a few seconds, ``True`` always, ``False`` never; continue from the fitted
+        state on the next ``fit``.
+
+    Side inputs
+    -----------
+    ``fit``, ``partial_fit`` and ``predict`` take ``side=``: what is known about each
+    network beside its weights (the validation curve so far, the training step and the
+    planned steps, numeric hyperparameters), a float array ``(n_networks, k)`` or a
+    mapping of named columns; NaN means unknown. They are standardised with the training
+    statistics (``side_``) and concatenated to the network embedding before the head, so
+    the model learns how much to trust them. A regressor fitted with side inputs needs
+    them to predict; ``transform`` returns the embedding alone.
 
     Examples
     --------
@@ -138,8 +164,9 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         tensor_stats: bool = True,
         max_chunks_per_pass: int = 8192,
         device: str = "auto",
+        threads: int | None = 1,
         random_state: int | np.random.RandomState | None = None,
-        verbose: bool = False,
+        verbose: bool | str = "auto",
         warm_start: bool = False,
     ) -> None:
         self.chunk_size = chunk_size
@@ -158,24 +185,27 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         self.tensor_stats = tensor_stats
         self.max_chunks_per_pass = max_chunks_per_pass
         self.device = device
+        self.threads = threads
         self.random_state = random_state
         self.verbose = verbose
         self.warm_start = warm_start
 
     # ------------------------------------------------------------------ public API
-    def fit(self, X: Any, y: Any) -> SNERegressor:
-        """Train on networks ``X`` and targets ``y``; returns ``self``."""
+    def fit(self, X: Any, y: Any, side: Any = None) -> SNERegressor:
+        """Train on networks ``X`` and targets ``y`` (and ``side`` inputs); returns ``self``."""
         restart = not (self.warm_start and hasattr(self, "module_"))
-        return self._fit(X, y, self.epochs, restart=restart, early_stopping=True)
+        return self._fit(X, y, side, self.epochs, restart=restart, early_stopping=True)
 
-    def partial_fit(self, X: Any, y: Any) -> SNERegressor:
+    def partial_fit(self, X: Any, y: Any, side: Any = None) -> SNERegressor:
         """One more epoch over ``(X, y)``, initializing on the first call (online learning)."""
         restart = not hasattr(self, "module_")
-        return self._fit(X, y, 1, restart=restart, early_stopping=False)
+        return self._fit(X, y, side, 1, restart=restart, early_stopping=False)
 
-    def predict(self, X: Any) -> np.ndarray:
+    def predict(self, X: Any, side: Any = None) -> np.ndarray:
         """Predicted property of each network in ``X`` (float64 array)."""
-        out = self._forward_all(X, embed=False)
+        check_is_fitted(self, "module_")
+        with _torch_threads(self.threads):
+            out = self._predict_data(self._data(X, side), embed=False)
         return prediction(out, self.loss_, self.y_mean_, self.y_std_)
 
     def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
@@ -184,7 +214,9 @@ class SNERegressor(RegressorMixin, BaseEstimator):
 
     def transform(self, X: Any) -> np.ndarray:
         """Network embeddings, ``(n_networks, width)``, for use in other estimators."""
-        return self._forward_all(X, embed=True)
+        check_is_fitted(self, "module_")
+        with _torch_threads(self.threads):
+            return self._predict_data(_as_data(X), embed=True)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the fitted regressor to ``path`` (joblib); load it with :meth:`load`."""
@@ -223,7 +255,7 @@ class SNERegressor(RegressorMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ preparation
     def _fit(
-        self, X: Any, y: Any, epochs: int, *, restart: bool, early_stopping: bool
+        self, X: Any, y: Any, side: Any, epochs: int, *, restart: bool, early_stopping: bool
     ) -> SNERegressor:
         """Check and read the input, initialize when ``restart``, train ``epochs``."""
         self._check_params()
@@ -231,10 +263,34 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         loss = resolve_loss(self.loss, y)  # checks the name even when loss_ is kept
         loss = loss if restart else self.loss_
         target = check_targets(y, len(data), loss=loss)
-        if restart:
-            self._initialize(data, target, loss)
-        self._train(data, target, epochs, early_stopping=early_stopping)
+        with _torch_threads(self.threads):
+            if restart:
+                self._initialize(data, target, loss, side)
+            data.side = self._side(side, len(data))
+            self._train(data, target, epochs, early_stopping=early_stopping)
         return self
+
+    def _data(self, X: Any, side: Any) -> _Data:
+        data = _as_data(X)
+        data.side = self._side(side, len(data))
+        return data
+
+    def _side(self, side: Any, n: int) -> torch.Tensor | None:
+        """The side inputs as the module reads them, checked against what ``fit`` saw."""
+        if self.side_ is None:
+            if side is not None:
+                raise SNEError(
+                    "this SNERegressor was fitted without side inputs, got side=...; refit "
+                    "with side inputs to use them"
+                )
+            return None
+        if side is None:
+            names = "" if self.side_.names is None else f" ({', '.join(self.side_.names)})"
+            raise SNEError(
+                f"this SNERegressor was fitted with {self.side_.width} side input(s){names} "
+                "per network; pass them as side=..."
+            )
+        return torch.from_numpy(self.side_.transform(side, n))
 
     def _check_params(self) -> None:
         for name in _POSITIVE_INTS:
@@ -245,6 +301,10 @@ class SNERegressor(RegressorMixin, BaseEstimator):
             raise SNEError(
                 f"width must be a multiple of heads, but got width={self.width}, heads={self.heads}"
             )
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise SNEError(f"threads must be None or a positive integer, but got {self.threads!r}")
+        if self.verbose not in (True, False, "auto"):
+            raise SNEError(f"verbose must be True, False or 'auto', but got {self.verbose!r}")
         if not 0 <= self.validation_fraction < 1:
             raise SNEError(
                 f"validation_fraction must be in [0, 1), but got {self.validation_fraction!r}"
@@ -253,11 +313,12 @@ class SNERegressor(RegressorMixin, BaseEstimator):
             raise SNEError("invariance_weight and weight_decay must be >= 0 and lr > 0")
 
     # ------------------------------------------------------------------ initialization
-    def _initialize(self, data: _Data, target: np.ndarray, loss: str) -> None:
+    def _initialize(self, data: _Data, target: np.ndarray, loss: str, side: Any = None) -> None:
         """Fitted state from scratch, one step per part (as skorch's ``initialize``)."""
         self._initialize_device()
         self._initialize_rng()
         self._initialize_scales(data, target, loss)
+        self._initialize_side(side, len(data))
         self._initialize_module()
         self._initialize_optimizer()
         self._initialize_history()
@@ -282,12 +343,17 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         self.weight_scale_ = scale if scale > 0 else 1.0
         self.y_mean_, self.y_std_ = target_scale(target, loss)
 
+    def _initialize_side(self, side: Any, n: int) -> None:
+        """``side_``: the side inputs' training statistics (None without side inputs)."""
+        self.side_ = None if side is None else SideScaler.fit(side, n)
+
     def _initialize_module(self, state: dict[str, torch.Tensor] | None = None) -> None:
         """``module_`` on ``device_``: fresh weights seeded from ``_rng``, or ``state``."""
         seed = int(self._rng.randint(2**31 - 1)) if state is None else 0
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            module = SNENet(hidden=self.width, **self._encoder_settings())
+            n_side = 0 if self.side_ is None else self.side_.width
+            module = SNENet(hidden=self.width, n_side=n_side, **self._encoder_settings())
         if state is not None:
             module.load_state_dict(state)
         self.module_ = module.to(self.device_)
@@ -405,7 +471,8 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         for i in keep:
             index, _ = random_flat_index(sub.specs[i], self._rng)
             flats.append(sub.flats[i][torch.from_numpy(index)])
-        return keep, _Data([sub.specs[i] for i in keep], flats, [True] * len(keep))
+        side = None if sub.side is None else sub.side[torch.as_tensor(keep)]
+        return keep, _Data([sub.specs[i] for i in keep], flats, [True] * len(keep), side)
 
     @staticmethod
     def _n_invariance(n: int) -> int:
@@ -421,7 +488,8 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         return batch, flat
 
     def _forward(self, data: _Data) -> torch.Tensor:
-        out: torch.Tensor = self.module_(*self._batch(data))
+        side = None if data.side is None else data.side.to(self.device_)
+        out: torch.Tensor = self.module_(*self._batch(data), side)
         return out
 
     def _val_tau(self, data: _Data, target: np.ndarray, val_idx: np.ndarray) -> float:
@@ -432,17 +500,13 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         return float(tau)
 
     # ------------------------------------------------------------------ inference
-    def _forward_all(self, X: Any, *, embed: bool) -> np.ndarray:
-        check_is_fitted(self, "module_")
-        return self._predict_data(_as_data(X), embed=embed)
-
     @torch.inference_mode()
     def _predict_data(self, data: _Data, *, embed: bool) -> np.ndarray:
         if self.module_.training:
             self.module_.eval()
-        run = self.module_.embed if embed else self.module_
         subsets = data.chunks(np.arange(len(data)), max(self.batch_size, 64))
-        outs = [run(*self._batch(sub)).float().cpu() for sub in subsets]
+        run = (lambda sub: self.module_.embed(*self._batch(sub))) if embed else self._forward
+        outs = [run(sub).float().cpu() for sub in subsets]
         return torch.cat(outs).numpy().astype(np.float64)
 
     # ------------------------------------------------------------------ persistence
@@ -462,6 +526,7 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         super().__setstate__(state)
         if isinstance(module_state, dict):
             self.__dict__.setdefault("loss_", self.loss)  # saved before loss_ existed
+            self.__dict__.setdefault("side_", None)  # saved before side inputs existed
             self._initialize_device(state["device_"])
             self._initialize_module(module_state)
             self._initialize_optimizer(optimizer_state)
@@ -489,14 +554,22 @@ class _Best:
 
 
 class _Progress:
-    """A bar over epochs showing the loss, and val_tau where there is a validation split;
-    nothing unless ``verbose``."""
+    """A bar over epochs showing the loss, and val_tau where there is a validation split.
 
-    def __init__(self, epochs: int, verbose: bool, *, show_tau: bool) -> None:
-        self.show_tau = show_tau
-        self.bar = _tqdm(epochs) if verbose else None
+    ``verbose=True``: from the start; ``False``: never; ``"auto"``: from the first epoch that
+    ends more than :data:`_AUTO_AFTER_S` seconds into the fit (quick fits stay quiet).
+    """
+
+    def __init__(self, epochs: int, verbose: bool | str, *, show_tau: bool) -> None:
+        self.epochs, self.verbose, self.show_tau = epochs, verbose, show_tau
+        self.done, self.start = 0, time.perf_counter()
+        self.bar = _tqdm(epochs) if verbose is True else None
 
     def update(self, loss: float, tau: float) -> None:
+        self.done += 1
+        late = time.perf_counter() - self.start > _AUTO_AFTER_S
+        if self.bar is None and self.verbose == "auto" and late and self.done < self.epochs:
+            self.bar = _tqdm(self.epochs, initial=self.done - 1)
         if self.bar is None:
             return
         self.bar.update(1)
@@ -510,10 +583,27 @@ class _Progress:
             self.bar.close()
 
 
-def _tqdm(epochs: int) -> Any:
+_AUTO_AFTER_S = 5.0
+
+
+def _tqdm(epochs: int, initial: int = 0) -> Any:
     from tqdm.auto import tqdm
 
-    return tqdm(total=epochs, desc="SNE fit", unit="epoch")
+    return tqdm(total=epochs, initial=initial, desc="SNE fit", unit="epoch")
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """Torch's CPU threads set to ``threads`` inside the block (unchanged for None)."""
+    before = torch.get_num_threads()
+    if threads is None or threads == before:
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _check_version(saved: str | None) -> None:

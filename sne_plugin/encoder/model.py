@@ -287,17 +287,34 @@ class Standardize(nn.Module):
 
 
 class SNENet(nn.Module):
-    """Encoder plus head: networks -> one prediction (a logit for ``bce``) each."""
+    """Encoder plus head: networks -> one prediction (a logit for ``bce``) each.
 
-    def __init__(self, hidden: int = 64, **encoder_kwargs: object) -> None:
+    With ``n_side > 0`` the head also reads ``n_side`` side inputs per network (the
+    validation curve so far, training progress, hyperparameters), concatenated to the
+    standardised embedding.
+    """
+
+    def __init__(self, hidden: int = 64, n_side: int = 0, **encoder_kwargs: object) -> None:
         super().__init__()
         self.encoder = SNEEncoder(**encoder_kwargs)  # type: ignore[arg-type]
         width = self.encoder.width
+        self.n_side = n_side
         self.standardize = Standardize(width)
-        self.head = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, 1))
+        self.head = nn.Sequential(
+            nn.Linear(width + n_side, hidden), nn.GELU(), nn.Linear(hidden, 1)
+        )
 
-    def forward(self, batch: Batch, flat: torch.Tensor) -> torch.Tensor:
-        return self.head(self.embed(batch, flat)).squeeze(-1)
+    def forward(
+        self, batch: Batch, flat: torch.Tensor, side: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        features = self.embed(batch, flat)
+        if self.n_side:
+            if side is None or side.shape != (len(features), self.n_side):
+                shape = None if side is None else tuple(side.shape)
+                raise ValueError(f"expected side inputs of shape ({len(features)}, "
+                                 f"{self.n_side}), got {shape}")
+            features = torch.cat([features, side.to(features.dtype)], dim=1)
+        return self.head(features).squeeze(-1)
 
     def embed(self, batch: Batch, flat: torch.Tensor) -> torch.Tensor:
         """Standardised network embeddings, (B, width)."""
