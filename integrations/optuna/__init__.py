@@ -15,7 +15,8 @@ from sne_plugin._imports import optional_import
 # a clear "pip install 'sne-plugin[optuna]'" message when missing
 optional_import("optuna", extra="optuna")
 
-from ._pruner import SNEPruner, default_regressor  # noqa: E402
+from ._model import default_regressor  # noqa: E402
+from ._pruner import SNEPruner  # noqa: E402
 from ._report import report_weights  # noqa: E402
 
 __all__ = ["SNEPruner", "default_regressor", "report_weights"]

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import threading
-import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import optuna
@@ -21,38 +19,22 @@ from scipy.stats import rankdata
 from sne_plugin.weights import NetworkWeights
 
 from ._bank import PREDICTION_ATTR, WeightsBank, weight_steps
+from ._model import ModelLifecycle, model_mode
+from ._warn import warn
 
-__all__ = ["SNEPruner", "default_regressor"]
+__all__ = ["SNEPruner"]
 
-_SNE = "SNEPruner"
 _REFERENCES = ("predictions", "values", "peers")
 DEFAULT_LEARNING_CURVE = 0.5
+_Key = tuple[int, int]  # (trial id, step)
 
 
-def default_regressor(*, loss: str = "bce") -> Any:
-    """The estimator online mode trains by default: a small, fast :class:`SNERegressor`.
+class _Ranking(NamedTuple):
+    """A trial's score and the reference scores it is ranked within, by ``direction``."""
 
-    Small because it is refitted inside ``should_prune()`` while the search waits: one head,
-    width 16, chunks of 64, 15 epochs, no invariance regulariser and no early stopping. The
-    pruner picks ``loss="bce"`` when every target lies in [0, 1] (accuracies), else ``"mse"``.
-
-    >>> default_regressor().epochs
-    15
-    """
-    from sne_plugin.regressor import SNERegressor
-
-    return SNERegressor(
-        chunk_size=64,
-        width=16,
-        heads=1,
-        epochs=15,
-        batch_size=32,
-        lr=3e-3,
-        invariance_weight=0.0,
-        validation_fraction=0.0,
-        loss=loss,
-        random_state=0,
-    )
+    direction: StudyDirection
+    own: float
+    reference: np.ndarray
 
 
 class SNEPruner(BasePruner):
@@ -140,41 +122,30 @@ class SNEPruner(BasePruner):
         artifact_dir: str | os.PathLike[str] | None = None,
         artifact_store: Any | None = None,
     ) -> None:
-        online = regressor is None if online is None else online
         _check_counts(
             n_warmup_steps, n_min_trials, refit_every, fine_tune_epochs, max_train_networks
         )
-        _check_mode(regressor, online, factory, percentile)
-        if reference not in _REFERENCES:
-            raise ValueError(f"reference must be one of {_REFERENCES}, but got {reference=}.")
-        if learning_curve is None:
-            learning_curve = 0.0 if reference == "values" else DEFAULT_LEARNING_CURVE
-        if not 0.0 <= learning_curve <= 1.0:
-            raise ValueError(f"learning_curve must be between 0 and 1, but got {learning_curve=}.")
-        if learning_curve and reference == "values":
-            raise ValueError(
-                "learning_curve ranks intermediate values at the same step, which "
-                f"reference='values' does not have; use 'peers' or 'predictions', but got "
-                f"{reference=} with {learning_curve=}."
-            )
+        _check_percentile(percentile)
+        mode = model_mode(regressor, online, factory)
+        _check_reference(reference)
         self._reference_kind = reference
-        self._learning_curve = float(learning_curve)
+        self._learning_curve = _checked_learning_curve(learning_curve, reference)
         self._percentile = float(percentile)
         self._n_warmup_steps = n_warmup_steps
         self._n_min_trials = n_min_trials
-        self._refit_every = refit_every
-        self._fine_tune_epochs = fine_tune_epochs
-        self._max_train_networks = max_train_networks
-        self._online = online
-        self._factory = factory
-        self._model: Any | None = _load_regressor(regressor)
-        self._pretrained = self._model is not None
+        self._model = ModelLifecycle(
+            regressor,
+            mode,
+            factory=factory,
+            n_warmup_steps=n_warmup_steps,
+            n_min_trials=n_min_trials,
+            refit_every=refit_every,
+            fine_tune_epochs=fine_tune_epochs,
+            max_train_networks=max_train_networks,
+        )
         self._bank = WeightsBank(_artifact_store(artifact_dir, artifact_store))
         self._lock = threading.RLock()
-        self._n_fitted = 0 if self._pretrained else -1
-        self._predictions: dict[tuple[int, int], float] = {}
-        self.training_trials_: tuple[int, ...] = ()
-        self.n_refits_ = 0
+        self._predictions: dict[_Key, float] = {}
 
     # ------------------------------------------------------------------ Optuna's entry point
     def prune(self, study: optuna.study.Study, trial: FrozenTrial) -> bool:
@@ -187,20 +158,17 @@ class SNEPruner(BasePruner):
         if not steps:
             return False
         step = steps[-1]
-        net = None
-        if self._online or (trial._trial_id, step) not in self._predictions:
-            net = self._weights(trial, step)
-            if net is None:
-                return False
-            if not net.is_finite():
-                return True
-        if not self._online:  # the model never changes: earlier weights are no longer needed
-            self._bank.drop(trial._trial_id, step, before=True)
+        known = self._model.frozen and (trial._trial_id, step) in self._predictions
+        net = None if known else self._weights(trial, step)
+        if net is None and not known:
+            return False
+        if net is not None and not net.is_finite():
+            return True
+        self._forget(trial._trial_id, step, before=True)
         if step < self._n_warmup_steps:
             return False
         completed = _completed(study)
-        needs_completed = self._online or self._reference_kind != "peers"
-        if needs_completed and len(completed) < self._n_min_trials:
+        if self._too_few_completed(completed):
             return False
         model = self._current_model(study, completed)
         if model is None:
@@ -208,60 +176,73 @@ class SNEPruner(BasePruner):
         predicted = self._predicted(study, model, trial, step, net)
         if predicted is None:
             return False
-        if self._reference_kind == "values":
-            finals = np.asarray([t.value for t in completed], dtype=float)
-            return _is_worse(study.direction, predicted, finals, self._percentile)
-        others = completed if self._reference_kind == "predictions" else _peers(study, trial, step)
-        found = self._predictions_at(model, others, step)
-        if self._learning_curve:
-            own = _value_at(trial, step)
-            if own is not None:
-                blended = self._blended_is_worse(study, predicted, own, others, found, step)
-                if blended is not None:
-                    return blended
-        reference = np.asarray([v for v in found if v is not None], dtype=float)
-        if len(reference) < self._n_min_trials:
+        ranking = self._ranking(study, model, trial, step, predicted, completed)
+        if ranking is None:
             return False
-        return _is_worse(study.direction, predicted, reference, self._percentile)
+        return _is_worse(ranking, self._percentile)
 
-    def _blended_is_worse(
-        self,
-        study: optuna.study.Study,
-        predicted: float,
-        own_value: float,
-        others: list[FrozenTrial],
-        found: list[float | None],
-        step: int,
-    ) -> bool | None:
-        """Rank by a blend of the prediction's rank and the intermediate value's rank.
-
-        None when fewer than ``n_min_trials`` of the reference reported a value at or
-        before ``step``: the caller then ranks by the predictions alone.
-        """
-        pairs = [(p, _value_at(t, step)) for t, p in zip(others, found, strict=True)]
-        pairs = [(p, v) for p, v in pairs if p is not None and v is not None]
-        if len(pairs) < self._n_min_trials:
-            return None
-        sign = 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0
-        table = sign * np.asarray([(predicted, own_value), *pairs], dtype=float)
-        ranks = np.column_stack([rankdata(col) / len(col) for col in table.T])
-        score = (1.0 - self._learning_curve) * ranks[:, 0] + self._learning_curve * ranks[:, 1]
-        return bool(score[0] < np.percentile(score[1:], self._percentile))
-
-    # ------------------------------------------------------------------ used by report_weights
+    # ------------------------------------------------------------------ public state
     @property
     def bank(self) -> WeightsBank:
         """Where this pruner keeps reported weights (memory, and the artifact store if any)."""
         return self._bank
 
-    # ------------------------------------------------------------------ steps of prune()
+    @property
+    def training_trials_(self) -> tuple[int, ...]:
+        """Numbers of the trials the online estimator was last fitted on (``()`` before)."""
+        return self._model.training_trials
+
+    @property
+    def n_refits_(self) -> int:
+        """How many times the estimator was fitted or fine-tuned online."""
+        return self._model.n_refits
+
+    # ------------------------------------------------------------------ weights and memory
     def _weights(self, trial: FrozenTrial, step: int) -> NetworkWeights | None:
         try:
             return self._bank.load(trial, step)
         except Exception as exc:
-            _warn(f"could not read the weights of trial {trial.number} at step {step} ({exc})")
+            warn(f"could not read the weights of trial {trial.number} at step {step} ({exc})")
             return None
 
+    def _forget(self, trial_id: int, step: int, *, before: bool = False) -> None:
+        """Drop weights at ``step`` (or before it) once a pretrained model no longer needs them.
+
+        A pretrained model never changes, so neither does a prediction once made.
+        """
+        if self._model.frozen:
+            self._bank.drop(trial_id, step, before=before)
+
+    def _retain(
+        self, study: optuna.study.Study, completed: list[FrozenTrial], used: list[int]
+    ) -> None:
+        """Keep in memory only the weights a refit or the reference may still read."""
+        peers = self._reference_kind == "peers"
+        states = (TrialState.RUNNING, TrialState.PRUNED) if peers else (TrialState.RUNNING,)
+        running = study.get_trials(deepcopy=False, states=states)
+        numbers = set(used)
+        trained = completed if peers else [t for t in completed if t.number in numbers]
+        self._bank.retain(t._trial_id for t in trained + running)
+
+    # ------------------------------------------------------------------ the model
+    def _too_few_completed(self, completed: list[FrozenTrial]) -> bool:
+        """Online refits, and the references but 'peers', wait for ``n_min_trials`` COMPLETE."""
+        needs_completed = not self._model.frozen or self._reference_kind != "peers"
+        return needs_completed and len(completed) < self._n_min_trials
+
+    def _current_model(self, study: optuna.study.Study, completed: list[FrozenTrial]) -> Any | None:
+        """The estimator to predict with, refitted first when due (None: none fitted yet)."""
+        if self._model.refit_due(len(completed)):
+            self._refit(study, completed)
+        return self._model.estimator
+
+    def _refit(self, study: optuna.study.Study, completed: list[FrozenTrial]) -> None:
+        data = self._model.begin_refit(completed, self._weights)
+        self._retain(study, completed, data.trials)
+        if self._model.refit(data):
+            self._predictions = {}  # made by the estimator replaced
+
+    # ------------------------------------------------------------------ predictions
     def _predicted(
         self,
         study: optuna.study.Study,
@@ -270,21 +251,21 @@ class SNEPruner(BasePruner):
         step: int,
         net: NetworkWeights | None,
     ) -> float | None:
+        """The prediction for ``trial`` at ``step``: cached, else made and recorded in storage."""
         key = (trial._trial_id, step)
-        if key not in self._predictions:
-            net = net if net is not None else self._weights(trial, step)
-            value = None if net is None else _predict_one(model, net, trial.number)
-            if value is None:
-                return None
-            self._cache(key, value)
-            _record(study, trial, f"{PREDICTION_ATTR}{step}", value)
-        return self._predictions[key]
+        if key in self._predictions:
+            return self._predictions[key]
+        net = net if net is not None else self._weights(trial, step)
+        value = None if net is None else _predict_one(model, net, trial.number)
+        if value is None:
+            return None
+        self._cache(key, value)
+        _record(study, trial, f"{PREDICTION_ATTR}{step}", value)
+        return value
 
-    def _cache(self, key: tuple[int, int], value: float) -> None:
-        """Keep a prediction; a pretrained model's never changes, so its weights can go."""
+    def _cache(self, key: _Key, value: float) -> None:
         self._predictions[key] = value
-        if not self._online:
-            self._bank.drop(*key)
+        self._forget(*key)
 
     def _predictions_at(
         self, model: Any, trials: list[FrozenTrial], step: int
@@ -293,88 +274,94 @@ class SNEPruner(BasePruner):
 
         Uncached ones are predicted in one batch (one call of ``model.predict``).
         """
-        keys: list[tuple[int, int] | None] = []
-        todo: dict[tuple[int, int], tuple[FrozenTrial, NetworkWeights]] = {}
-        for other in trials:
-            steps = [s for s in weight_steps(other) if s <= step]
-            key = (other._trial_id, steps[-1]) if steps else None
-            keys.append(key)
-            if key is None or key in self._predictions or key in todo:
-                continue
-            net = self._weights(other, key[1])
-            if net is not None and net.is_finite():
-                todo[key] = (other, net)
+        keys = [_key_at(other, step) for other in trials]
+        todo = self._uncached(trials, keys)
         if todo:
-            values = _predict_many(model, [net for _, net in todo.values()])
+            values = _predict_many(model, list(todo.values()))
             for key, value in zip(todo, values, strict=True):
                 if value is not None:
                     self._cache(key, value)
         return [None if key is None else self._predictions.get(key) for key in keys]
 
-    def _current_model(self, study: optuna.study.Study, completed: list[FrozenTrial]) -> Any | None:
-        if not self._online:
-            return self._model
-        if self._n_fitted < 0 or len(completed) - self._n_fitted >= self._refit_every:
-            self._refit(study, completed)
-        return self._model
+    def _uncached(
+        self, trials: list[FrozenTrial], keys: list[_Key | None]
+    ) -> dict[_Key, NetworkWeights]:
+        """The readable, finite weights behind ``keys`` that have no prediction yet."""
+        todo: dict[_Key, NetworkWeights] = {}
+        for other, key in zip(trials, keys, strict=True):
+            if key is None or key in self._predictions or key in todo:
+                continue
+            net = self._weights(other, key[1])
+            if net is not None and net.is_finite():
+                todo[key] = net
+        return todo
 
-    def _refit(self, study: optuna.study.Study, completed: list[FrozenTrial]) -> None:
-        self._n_fitted = len(completed)  # also on failure: retry only after refit_every more
-        X, y, used = self._training_data(completed)
-        others = (
-            (TrialState.RUNNING, TrialState.PRUNED)
-            if self._reference_kind == "peers"
-            else (TrialState.RUNNING,)
-        )
-        running = study.get_trials(deepcopy=False, states=others)
-        keep = (
-            completed + running
-            if self._reference_kind == "peers"
-            else [t for t in completed if t.number in set(used)] + running
-        )
-        self._bank.retain(t._trial_id for t in keep)
-        if len(set(used)) < self._n_min_trials:
-            return
-        try:
-            model = self._fitted(X, y)
-        except Exception as exc:
-            _warn(f"fitting the regressor on {len(X)} networks failed ({exc}); not pruning")
-            return
-        self._model, self._predictions = model, {}
-        self.training_trials_ = tuple(sorted(set(used)))
-        self.n_refits_ += 1
+    # ------------------------------------------------------------------ the reference
+    def _ranking(
+        self,
+        study: optuna.study.Study,
+        model: Any,
+        trial: FrozenTrial,
+        step: int,
+        predicted: float,
+        completed: list[FrozenTrial],
+    ) -> _Ranking | None:
+        """``trial``'s score and the reference it ranks in (None: too small a reference)."""
+        if self._reference_kind == "values":
+            return _Ranking(study.direction, predicted, _final_values(completed))
+        others = completed if self._reference_kind == "predictions" else _peers(study, trial, step)
+        found = self._predictions_at(model, others, step)
+        blended = self._blended(study.direction, trial, step, predicted, others, found)
+        if blended is not None:
+            return blended
+        return self._among_predictions(study.direction, predicted, found)
 
-    def _fitted(self, X: list[NetworkWeights], y: list[float]) -> Any:
-        if not self._pretrained:
-            return self._new_estimator(y).fit(X, y)
-        model: Any = self._model if self.n_refits_ else copy.deepcopy(self._model)
-        for _ in range(self._fine_tune_epochs):
-            model.partial_fit(X, y)
-        return model
+    def _among_predictions(
+        self, direction: StudyDirection, predicted: float, found: list[float | None]
+    ) -> _Ranking | None:
+        """``predicted`` within the reference's predictions (None: fewer than n_min_trials)."""
+        reference = np.asarray([v for v in found if v is not None], dtype=float)
+        if len(reference) < self._n_min_trials:
+            return None
+        return _Ranking(direction, predicted, reference)
 
-    def _new_estimator(self, y: list[float]) -> Any:
-        if self._factory is not None:
-            return self._factory()
-        return default_regressor(loss="bce" if min(y) >= 0.0 and max(y) <= 1.0 else "mse")
+    def _blended(
+        self,
+        direction: StudyDirection,
+        trial: FrozenTrial,
+        step: int,
+        predicted: float,
+        others: list[FrozenTrial],
+        found: list[float | None],
+    ) -> _Ranking | None:
+        """Scores blending the prediction's rank with the intermediate value's rank.
 
-    def _training_data(
-        self, completed: list[FrozenTrial]
-    ) -> tuple[list[NetworkWeights], list[float], list[int]]:
-        X: list[NetworkWeights] = []
-        y: list[float] = []
-        used: list[int] = []
-        for trial in completed:
-            for step in weight_steps(trial):
-                net = self._weights(trial, step) if step >= self._n_warmup_steps else None
-                if net is not None and net.is_finite():
-                    X.append(net)
-                    y.append(float(trial.value))  # type: ignore[arg-type]
-                    used.append(trial.number)
-        keep = _evenly(len(X), self._max_train_networks)
-        return [X[i] for i in keep], [y[i] for i in keep], [used[i] for i in keep]
+        None without a blend, when ``trial`` reported no value yet, or when fewer than
+        ``n_min_trials`` of the reference reported one at or before ``step``: the caller
+        then ranks by the predictions alone.
+        """
+        if not self._learning_curve:
+            return None
+        own_value = _value_at(trial, step)
+        if own_value is None:
+            return None
+        pairs = _valued_pairs(others, found, step)
+        if len(pairs) < self._n_min_trials:
+            return None
+        return self._blend(direction, (predicted, own_value), pairs)
+
+    def _blend(
+        self, direction: StudyDirection, own: tuple[float, float], pairs: list[tuple[float, float]]
+    ) -> _Ranking:
+        """Rank (prediction, value) rows by each column; a row's score mixes its two ranks."""
+        sign = 1.0 if direction == StudyDirection.MAXIMIZE else -1.0
+        table = sign * np.asarray([own, *pairs], dtype=float)
+        ranks = np.column_stack([rankdata(col) / len(col) for col in table.T])
+        score = (1.0 - self._learning_curve) * ranks[:, 0] + self._learning_curve * ranks[:, 1]
+        return _Ranking(StudyDirection.MAXIMIZE, float(score[0]), score[1:])  # higher is better
 
 
-# ---------------------------------------------------------------------- helpers
+# ---------------------------------------------------------------------- argument checks
 def _check_counts(
     n_warmup_steps: int,
     n_min_trials: int,
@@ -396,35 +383,29 @@ def _check_counts(
         raise ValueError(f"max_train_networks must be at least 1, but got {max_train_networks=}.")
 
 
-def _check_mode(regressor: Any, online: bool, factory: Any, percentile: float) -> None:
+def _check_percentile(percentile: float) -> None:
     if not 0.0 <= percentile <= 100.0:
         raise ValueError(f"percentile must be between 0 and 100 inclusive, but got {percentile=}.")
-    if regressor is None and not online:
-        raise ValueError(f"Without a regressor the pruner must learn online, but got {online=}.")
-    if factory is not None and not callable(factory):
-        raise ValueError(f"factory must be a callable returning an estimator, but got {factory=}.")
-    if _is_path(regressor):
-        return
-    if regressor is not None and not callable(getattr(regressor, "predict", None)):
+
+
+def _check_reference(reference: str) -> None:
+    if reference not in _REFERENCES:
+        raise ValueError(f"reference must be one of {_REFERENCES}, but got {reference=}.")
+
+
+def _checked_learning_curve(learning_curve: float | None, reference: str) -> float:
+    """``learning_curve`` checked; None is the default (weights only with reference='values')."""
+    if learning_curve is None:
+        learning_curve = 0.0 if reference == "values" else DEFAULT_LEARNING_CURVE
+    if not 0.0 <= learning_curve <= 1.0:
+        raise ValueError(f"learning_curve must be between 0 and 1, but got {learning_curve=}.")
+    if learning_curve and reference == "values":
         raise ValueError(
-            f"regressor must be a fitted estimator with predict() or a path, but got {regressor=}."
+            "learning_curve ranks intermediate values at the same step, which "
+            f"reference='values' does not have; use 'peers' or 'predictions', but got "
+            f"{reference=} with {learning_curve=}."
         )
-    if regressor is not None and online and not callable(getattr(regressor, "partial_fit", None)):
-        raise ValueError(
-            f"Fine-tuning a pretrained regressor online needs partial_fit(), but got {regressor=}."
-        )
-
-
-def _is_path(obj: object) -> bool:
-    return isinstance(obj, (str, os.PathLike))
-
-
-def _load_regressor(regressor: Any) -> Any:
-    if not _is_path(regressor):
-        return regressor
-    from sne_plugin.regressor import SNERegressor
-
-    return SNERegressor.load(regressor)
+    return float(learning_curve)
 
 
 def _artifact_store(artifact_dir: Any, artifact_store: Any) -> Any | None:
@@ -439,9 +420,14 @@ def _artifact_store(artifact_dir: Any, artifact_store: Any) -> Any | None:
     return FileSystemArtifactStore(os.fspath(artifact_dir))
 
 
+# ---------------------------------------------------------------------- trials of the study
 def _completed(study: optuna.study.Study) -> list[FrozenTrial]:
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     return [t for t in trials if t.value is not None and math.isfinite(t.value)]
+
+
+def _final_values(completed: list[FrozenTrial]) -> np.ndarray:
+    return np.asarray([t.value for t in completed], dtype=float)
 
 
 def _peers(study: optuna.study.Study, trial: FrozenTrial, step: int) -> list[FrozenTrial]:
@@ -460,6 +446,12 @@ def _peers(study: optuna.study.Study, trial: FrozenTrial, step: int) -> list[Fro
     return peers
 
 
+def _key_at(trial: FrozenTrial, step: int) -> _Key | None:
+    """``trial``'s id and its last step <= ``step`` with weights, if any."""
+    steps = [s for s in weight_steps(trial) if s <= step]
+    return (trial._trial_id, steps[-1]) if steps else None
+
+
 def _value_at(trial: FrozenTrial, step: int) -> float | None:
     """The trial's intermediate value at its last reported step <= ``step`` (finite), if any."""
     steps = [s for s in trial.intermediate_values if s <= step]
@@ -469,15 +461,35 @@ def _value_at(trial: FrozenTrial, step: int) -> float | None:
     return float(value) if value is not None and math.isfinite(value) else None
 
 
+def _valued_pairs(
+    trials: list[FrozenTrial], found: list[float | None], step: int
+) -> list[tuple[float, float]]:
+    """(prediction, intermediate value at ``step``) of each of ``trials`` that has both."""
+    pairs = []
+    for other, predicted in zip(trials, found, strict=True):
+        value = _value_at(other, step)
+        if predicted is not None and value is not None:
+            pairs.append((predicted, value))
+    return pairs
+
+
+def _record(study: optuna.study.Study, trial: FrozenTrial, key: str, value: float) -> None:
+    try:
+        study._storage.set_trial_user_attr(trial._trial_id, key, float(value))
+    except Exception as exc:  # e.g. the trial finished meanwhile
+        warn(f"could not record {key} on trial {trial.number} ({exc})")
+
+
+# ---------------------------------------------------------------------- predicting, comparing
 def _predict_many(model: Any, nets: list[NetworkWeights]) -> list[float | None]:
     """One ``predict`` call for all ``nets``; None for each on failure or a non-finite value."""
     try:
         out = np.asarray(model.predict(nets), dtype=float).reshape(-1)
     except Exception as exc:
-        _warn(f"the regressor failed on {len(nets)} reference networks ({exc})")
+        warn(f"the regressor failed on {len(nets)} reference networks ({exc})")
         return [None] * len(nets)
     if out.shape != (len(nets),):
-        _warn(f"the regressor returned shape {out.shape} for {len(nets)} networks")
+        warn(f"the regressor returned shape {out.shape} for {len(nets)} networks")
         return [None] * len(nets)
     return [float(v) if math.isfinite(v) else None for v in out]
 
@@ -486,34 +498,16 @@ def _predict_one(model: Any, net: NetworkWeights, number: int) -> float | None:
     try:
         out = np.asarray(model.predict([net]), dtype=float).reshape(-1)
     except Exception as exc:
-        _warn(f"the regressor failed on the weights of trial {number} ({exc}); not pruning")
+        warn(f"the regressor failed on the weights of trial {number} ({exc}); not pruning")
         return None
     if out.shape != (1,) or not math.isfinite(out[0]):
-        _warn(f"the regressor returned {out!r} for trial {number}, expected one finite value")
+        warn(f"the regressor returned {out!r} for trial {number}, expected one finite value")
         return None
     return float(out[0])
 
 
-def _record(study: optuna.study.Study, trial: FrozenTrial, key: str, value: float) -> None:
-    try:
-        study._storage.set_trial_user_attr(trial._trial_id, key, float(value))
-    except Exception as exc:  # e.g. the trial finished meanwhile
-        _warn(f"could not record {key} on trial {trial.number} ({exc})")
-
-
-def _is_worse(
-    direction: StudyDirection, predicted: float, values: np.ndarray, percentile: float
-) -> bool:
-    if direction == StudyDirection.MAXIMIZE:
-        return bool(predicted < np.percentile(values, percentile))
-    return bool(predicted > np.percentile(values, 100.0 - percentile))
-
-
-def _evenly(n: int, cap: int) -> list[int]:
-    if n <= cap:
-        return list(range(n))
-    return sorted({int(i) for i in np.linspace(0, n - 1, cap).round()})
-
-
-def _warn(message: str) -> None:
-    warnings.warn(f"{_SNE}: {message}", UserWarning, stacklevel=3)
+def _is_worse(ranking: _Ranking, percentile: float) -> bool:
+    """Whether the score ranks below the ``percentile``-th percentile of its reference."""
+    if ranking.direction == StudyDirection.MAXIMIZE:
+        return bool(ranking.own < np.percentile(ranking.reference, percentile))
+    return bool(ranking.own > np.percentile(ranking.reference, 100.0 - percentile))
