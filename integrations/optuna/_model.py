@@ -55,6 +55,7 @@ def default_regressor(*, loss: str = "bce") -> Any:
         validation_fraction=0.0,
         loss=loss,
         random_state=0,
+        verbose=False,  # refitted inside should_prune(): no bar in the middle of a search
     )
 
 
