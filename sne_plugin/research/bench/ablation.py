@@ -8,8 +8,8 @@ Each argument after the zoo path is a JSON object of SNERegressor parameters.
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 import time
 
 import numpy as np
@@ -42,4 +42,8 @@ def main(path: str, variants: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2:])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("zoo", help="a zoo folder (sne zoo build)")
+    parser.add_argument("variants", nargs="+", help="JSON objects of SNERegressor parameters")
+    args = parser.parse_args()
+    main(args.zoo, args.variants)

@@ -18,7 +18,10 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -98,10 +101,10 @@ def encode_row(
     compile_: bool,
     repeats: int = 3,
     pass_chunks: int = 0,
-    settings: dict[str, object] | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> dict[str, object]:
     torch.manual_seed(0)
-    config = {**ENCODER, **(settings or {})}
+    config: dict[str, Any] = {**ENCODER, **(settings or {})}
     config.update({"max_chunks_per_pass": pass_chunks} if pass_chunks else {})
     model = SNENet(hidden=config["width"], **config).to(DEV).eval()
     flat = torch.cat([torch.from_numpy(n.flatten()) for n in nets]).to(DEV)
@@ -139,7 +142,7 @@ def encode_row(
     return row
 
 
-def flops_per_element(nets: list) -> float:  # type: ignore[type-arg]
+def flops_per_element(nets: list[Any]) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
     model = SNENet(hidden=ENCODER["width"], **ENCODER).to(DEV).eval()
@@ -152,7 +155,7 @@ def flops_per_element(nets: list) -> float:  # type: ignore[type-arg]
     return counter.get_total_flops() / elements
 
 
-def train_row(name: str, nets: list, steps: int = 5) -> dict[str, object]:  # type: ignore[type-arg]
+def train_row(name: str, nets: list[Any], steps: int = 5) -> dict[str, object]:
     torch.manual_seed(0)
     model = SNENet(hidden=ENCODER["width"], **ENCODER).to(DEV).train()
     opt = torch.optim.AdamW(model.parameters(), 1e-3)
@@ -170,7 +173,12 @@ def train_row(name: str, nets: list, steps: int = 5) -> dict[str, object]:  # ty
         opt.step()
 
     _reset_memory()
-    seconds = timed(lambda: [step() for _ in range(steps)], 1) / steps
+
+    def run_steps() -> None:
+        for _ in range(steps):
+            step()
+
+    seconds = timed(run_steps, 1) / steps
     row = {
         "model": name,
         "networks": len(nets),
@@ -200,7 +208,7 @@ def main() -> None:
     start = time.time()
     log("device", torch.cuda.get_device_name(0) if not DRY else "cpu (dry run)")
     log("torch", torch.__version__)
-    steps = [
+    steps: list[tuple[str, Callable[[], object]]] = [
         ("cpu_load", lambda: check_cpu_load(args.out)),
         ("fit", fit_predict),
     ]
@@ -216,7 +224,7 @@ def main() -> None:
     for name, nets in sizes.items():
         for dtype in ("fp32", "bf16"):
             steps.append(
-                (f"enc {name} {dtype}", lambda n=name, x=nets, d=dtype: encode_row(n, x, d, False))
+                (f"enc {name} {dtype}", partial(encode_row, name, nets, dtype, False))
             )
     steps.append(
         ("flops", lambda: log("flops_per_element", flops_per_element(sizes["resnet18 (11.7M)"])))
@@ -227,7 +235,7 @@ def main() -> None:
         steps.append(
             (
                 f"pass {chunks}",
-                lambda c=chunks: encode_row("mlp (10M)", sizes["mlp (10M)"], "bf16", False, 3, c),
+                partial(encode_row, "mlp (10M)", sizes["mlp (10M)"], "bf16", False, 3, chunks),
             )
         )
     steps.append(
@@ -240,7 +248,7 @@ def main() -> None:
     )
     # Compiling last: the 100M-parameter compile once ate the whole budget.
     for name in ("small_cnn x1024", "resnet18 (11.7M)") if not DRY else ():
-        steps.append((f"compile {name}", lambda n=name: encode_row(n, sizes[n], "bf16", True)))
+        steps.append((f"compile {name}", partial(encode_row, name, sizes[name], "bf16", True)))
     for label, fn in steps:
         if time.time() - start > 330:
             log(f"skipped/{label}", "time budget")

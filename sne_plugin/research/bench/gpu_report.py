@@ -5,8 +5,8 @@ python -m sne_plugin.research.bench.gpu_report benchmarks/results/gpu_check_h200
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 
@@ -78,6 +78,10 @@ def plot(path: str, png: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
-    if len(sys.argv) > 2:
-        plot(sys.argv[1], sys.argv[2])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("json", help="the JSON written by gpu_check")
+    parser.add_argument("png", nargs="?", default=None, help="also plot scaling to this PNG")
+    args = parser.parse_args()
+    main(args.json)
+    if args.png is not None:
+        plot(args.json, args.png)

@@ -21,7 +21,7 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 
 from sne_plugin.research.bench.metrics import scores
 from sne_plugin.research.bench.tasks import TaskData, TaskSpec
-from sne_plugin.research.zoo._util import lookup
+from sne_plugin.research.util import lookup
 
 __all__ = ["EPOCH_CAPS", "METHODS", "MethodResult", "MethodSpec", "run_method", "select_methods"]
 

@@ -23,20 +23,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from sne_plugin import SNERegressor, read_weights
+from sne_plugin import NetworkWeights, SNERegressor, read_weights
 from sne_plugin.encoder.model import SNENet
 from sne_plugin.encoder.plan import make_batch, spec_plan
 from sne_plugin.research.bench._models import MODELS, small_cnn
 from sne_plugin.research.bench.report import machine as bench_machine
 
 DEFAULTS = SNERegressor()
-ENCODER = {
-    "width": DEFAULTS.width,
-    "heads": DEFAULTS.heads,
-    "chunk_size": DEFAULTS.chunk_size,
-    "max_set": DEFAULTS.max_set,
-    "max_chunks_per_pass": DEFAULTS.max_chunks_per_pass,
-}
+ENCODER: dict[str, Any] = DEFAULTS._encoder_settings()  # the defaults' encoder, not a copy
 
 
 def encode_one(
@@ -143,7 +137,7 @@ def encode_all(args: argparse.Namespace) -> list[dict[str, object]]:
     return rows
 
 
-def zoo_like(n: int, seed: int = 0) -> tuple[list[object], np.ndarray]:
+def zoo_like(n: int, seed: int = 0) -> tuple[list[NetworkWeights], np.ndarray]:
     """``n`` Small-CNN-Zoo-sized networks with random weights at random scales, and targets."""
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # the modules' own initialisation
@@ -159,7 +153,7 @@ def zoo_like(n: int, seed: int = 0) -> tuple[list[object], np.ndarray]:
     return nets, np.array(ys)
 
 
-def predict_one_ms(model: Any, nets: list, repeats: int = 30) -> float:  # type: ignore[type-arg]
+def predict_one_ms(model: Any, nets: list[Any], repeats: int = 30) -> float:
     """Median latency of ``predict`` on one network (the pruner's hot path), after a warm-up."""
     model.predict(nets[:1])
     times = []
@@ -196,7 +190,7 @@ def fit_predict(args: argparse.Namespace) -> dict[str, float]:
     return out
 
 
-def _nfn_hnp(nets: list, y: np.ndarray, args: argparse.Namespace) -> dict[str, float]:  # type: ignore[type-arg]
+def _nfn_hnp(nets: list[Any], y: np.ndarray, args: argparse.Namespace) -> dict[str, float]:
     """NFN-HNP (PyPI ``nfn``) on the same networks: whole fit at its defaults, predict one."""
     try:
         from sne_plugin.research.baselines.nfn import NFNRegressor
@@ -216,7 +210,7 @@ def machine(device: str) -> str:
 
 
 def report(
-    args: argparse.Namespace, rows: list[dict[str, object]], fit: dict[str, float] | None
+    args: argparse.Namespace, rows: list[dict[str, Any]], fit: dict[str, float] | None
 ) -> str:
     lines = [
         f"### Encoder performance ({args.device})",

@@ -26,6 +26,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -159,12 +160,13 @@ def rules(
     }
     for p in percentiles:
         for w in warmups:
-            out[f"PercentilePruner({p:.0f}), warm-up {w}"] = lambda p=p, w=w: (
-                optuna.pruners.PercentilePruner(p, n_startup_trials=4, n_warmup_steps=w)
+            out[f"PercentilePruner({p:.0f}), warm-up {w}"] = partial(
+                optuna.pruners.PercentilePruner, p, n_startup_trials=4, n_warmup_steps=w
             )
             for lc in blends:
                 name = f"SNEPruner p{p:.0f} w{w} learning_curve={lc:g}"
-                out[name] = lambda p=p, w=w, lc=lc: SNEPruner(
+                out[name] = partial(
+                    SNEPruner,
                     regressor,
                     percentile=p,
                     n_warmup_steps=w,
@@ -173,10 +175,12 @@ def rules(
                     learning_curve=lc,
                 )
                 if online and lc < 1.0:
-                    out[f"SNEPruner online p{p:.0f} w{w} learning_curve={lc:g}"] = (
-                        lambda p=p, w=w, lc=lc: ex.default_pruner(
-                            percentile=p, n_warmup_steps=w, n_min_trials=4, learning_curve=lc
-                        )
+                    out[f"SNEPruner online p{p:.0f} w{w} learning_curve={lc:g}"] = partial(
+                        ex.default_pruner,
+                        percentile=p,
+                        n_warmup_steps=w,
+                        n_min_trials=4,
+                        learning_curve=lc,
                     )
     return out
 

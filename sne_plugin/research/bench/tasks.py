@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 
 from sne_plugin.errors import SNEError
+from sne_plugin.research.util import lookup
 from sne_plugin.research.zoo import build_zoo, load_zoo
-from sne_plugin.research.zoo._util import lookup
 from sne_plugin.weights import NetworkWeights
 
 __all__ = ["PROFILES", "TaskData", "TaskSpec", "ZooCache", "ZooSpec", "select_tasks"]

@@ -21,7 +21,7 @@ from torch import nn
 
 from sne_plugin.errors import SNEError
 from sne_plugin.readers.torch_module import read_module
-from sne_plugin.research.zoo._util import lookup
+from sne_plugin.research.util import lookup
 from sne_plugin.weights import NetworkWeights
 
 __all__ = ["ACTIVATIONS", "ARCHITECTURES", "ArchSpec", "ZooNet", "build", "to_network_weights"]

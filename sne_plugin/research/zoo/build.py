@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from sne_plugin.errors import SNEError
-from sne_plugin.research.zoo._util import lookup, text_histogram
+from sne_plugin.research.util import lookup, text_histogram
 from sne_plugin.research.zoo.architectures import ACTIVATIONS, ARCHITECTURES
 from sne_plugin.research.zoo.datasets import DATASETS, load_dataset
 from sne_plugin.research.zoo.store import (

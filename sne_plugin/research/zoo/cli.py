@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from sne_plugin.research.zoo._util import text_histogram
+from sne_plugin.research.util import text_histogram
 
 __all__ = ["register"]
 

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 from sne_plugin._imports import optional_import
 from sne_plugin.errors import SNEError
-from sne_plugin.research.zoo._util import lookup
+from sne_plugin.research.util import lookup
 
 __all__ = ["DATASETS", "load_dataset"]
 

@@ -1,4 +1,4 @@
-"""Small helpers shared by the zoo modules: "did you mean" lookups and text histograms."""
+"""Helpers shared by the research harness (zoo, bench): "did you mean" lookups, text histograms."""
 
 from __future__ import annotations
 
