@@ -39,8 +39,7 @@ def read_side(side: object, n: int) -> tuple[np.ndarray, tuple[str, ...] | None]
         )
     if values.ndim != 2 or len(values) != n:
         raise SNEError(
-            f"expected side inputs of shape ({n}, k), one row per network, got shape "
-            f"{values.shape}"
+            f"expected side inputs of shape ({n}, k), one row per network, got shape {values.shape}"
         )
     if np.isinf(values).any():
         raise SNEError("side inputs must be finite or NaN (unknown), got inf")
@@ -72,8 +71,7 @@ class SideScaler:
         values, names = read_side(side, n)
         if values.shape[1] != self.width:
             raise SNEError(
-                f"expected {self.width} side input(s) per network, as in fit, got "
-                f"{values.shape[1]}"
+                f"expected {self.width} side input(s) per network, as in fit, got {values.shape[1]}"
             )
         if self.names is not None and names is not None and names != self.names:
             raise SNEError(f"expected side inputs named {list(self.names)}, got {list(names)}")

@@ -59,7 +59,9 @@ class _Data:
         return len(self.specs)
 
     def __add__(self, other: _Data) -> _Data:
-        side = None if self.side is None or other.side is None else torch.cat([self.side, other.side])
+        side = (
+            None if self.side is None or other.side is None else torch.cat([self.side, other.side])
+        )
         return _Data(
             self.specs + other.specs, self.flats + other.flats, self.chains + other.chains, side
         )

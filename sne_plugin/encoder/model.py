@@ -311,8 +311,9 @@ class SNENet(nn.Module):
         if self.n_side:
             if side is None or side.shape != (len(features), self.n_side):
                 shape = None if side is None else tuple(side.shape)
-                raise ValueError(f"expected side inputs of shape ({len(features)}, "
-                                 f"{self.n_side}), got {shape}")
+                raise ValueError(
+                    f"expected side inputs of shape ({len(features)}, {self.n_side}), got {shape}"
+                )
             features = torch.cat([features, side.to(features.dtype)], dim=1)
         return self.head(features).squeeze(-1)
 

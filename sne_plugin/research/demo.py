@@ -38,8 +38,9 @@ class DemoConfig:
 
 def register(subparsers: Any) -> None:
     """Add ``sne demo`` to the ``sne`` command."""
-    p = subparsers.add_parser("demo", help="zoo -> SNE vs StatNN -> pruned Optuna search",
-                              description=__doc__)
+    p = subparsers.add_parser(
+        "demo", help="zoo -> SNE vs StatNN -> pruned Optuna search", description=__doc__
+    )
     p.add_argument("--n-models", type=int, default=None, help="zoo size (default 160, quick 32)")
     p.add_argument("--quick", action="store_true", help="tiny version (about a minute)")
     p.add_argument("--cache", default="runs/bench", help="folder of cached zoos")
@@ -73,13 +74,17 @@ def _zoo_step(config: DemoConfig) -> dict[str, Any]:
     epochs = config.sne_epochs()
     extra: dict[str, Any] = {} if epochs is None else {"epochs": epochs}
     taus = {}
-    for name, est in (("SNE", SNERegressor(random_state=0, device="cpu", **extra)),
-                      ("StatNN", StatNNRegressor(random_state=0))):
+    for name, est in (
+        ("SNE", SNERegressor(random_state=0, device="cpu", **extra)),
+        ("StatNN", StatNNRegressor(random_state=0)),
+    ):
         start = time.perf_counter()
         est.fit(X_tr, part.y[tr])
         taus[name] = kendall_tau(part.y[te], est.predict(X_te))
-        print(f"{name:7s} Kendall tau {taus[name]:.3f} on {len(te)} held-out networks "
-              f"(fit {time.perf_counter() - start:.1f} s)")
+        print(
+            f"{name:7s} Kendall tau {taus[name]:.3f} on {len(te)} held-out networks "
+            f"(fit {time.perf_counter() - start:.1f} s)"
+        )
     return {"tau": taus}
 
 
@@ -103,7 +108,9 @@ def _optuna_step(config: DemoConfig) -> dict[str, Any]:
     study.optimize(objective, n_trials=config.trials)
     states = [t.state.name for t in study.trials]
     total = config.trials * config.epochs
-    print(f"Optuna with SNEPruner: {states.count('PRUNED')} of {config.trials} trials pruned, "
-          f"{total - ledger.epochs} of {total} epochs saved; best accuracy "
-          f"{study.best_value:.3f}")
+    print(
+        f"Optuna with SNEPruner: {states.count('PRUNED')} of {config.trials} trials pruned, "
+        f"{total - ledger.epochs} of {total} epochs saved; best accuracy "
+        f"{study.best_value:.3f}"
+    )
     return {"pruned": states.count("PRUNED"), "epochs_saved": total - ledger.epochs}

@@ -30,8 +30,9 @@ def lookup(table: Mapping[str, T], name: str, what: str) -> T:
     raise SNEError(f"unknown {what} {name!r}{hint} (choices: {', '.join(table)})")
 
 
-def text_histogram(values: Iterable[float], *, bins: int = 10, width: int = 40,
-                   lo: float = 0.0, hi: float = 1.0) -> str:
+def text_histogram(
+    values: Iterable[float], *, bins: int = 10, width: int = 40, lo: float = 0.0, hi: float = 1.0
+) -> str:
     """A text histogram of ``values`` on ``[lo, hi]`` plus its 5/25/50/75/95% quantiles.
 
     >>> print(text_histogram([0.1, 0.5, 0.55, 0.9], bins=2, width=4))
@@ -51,6 +52,7 @@ def text_histogram(values: Iterable[float], *, bins: int = 10, width: int = 40,
         lines.append(f"[{edges[i]:.2f}, {edges[i + 1]:.2f}{close} {int(c):5d} {bar}")
     qs = np.quantile(arr, [0.05, 0.25, 0.5, 0.75, 0.95])
     pcts = (5, 25, 50, 75, 95)
-    lines.append("quantiles  " + " ".join(f"{p}%:{q:.2f}" for p, q in zip(pcts, qs))
-                 + f"  (n={arr.size})")
+    lines.append(
+        "quantiles  " + " ".join(f"{p}%:{q:.2f}" for p, q in zip(pcts, qs)) + f"  (n={arr.size})"
+    )
     return "\n".join(lines)

@@ -73,9 +73,7 @@ def tiny_regressor() -> SNERegressor:
     """
     from sne_plugin.integrations.optuna import default_regressor
 
-    regressor: SNERegressor = default_regressor().set_params(
-        chunk_size=16, epochs=10, device="cpu"
-    )
+    regressor: SNERegressor = default_regressor().set_params(chunk_size=16, epochs=10, device="cpu")
     return regressor
 
 

@@ -42,7 +42,9 @@ def test_named_columns_are_checked_and_survive_pickling(hidden_zoo) -> None:  # 
     reg = SNERegressor(**{**FAST, "epochs": 2}).fit(nets[:32], target[:32], side=side)
     assert reg.side_.names == ("hint", "step")
     again = pickle.loads(pickle.dumps(reg))
-    np.testing.assert_allclose(again.predict(nets[:32], side=side), reg.predict(nets[:32], side=side))
+    np.testing.assert_allclose(
+        again.predict(nets[:32], side=side), reg.predict(nets[:32], side=side)
+    )
     with pytest.raises(SNEError, match=r"fitted with 2 side input\(s\) \(hint, step\)"):
         reg.predict(nets[:2])
     with pytest.raises(SNEError, match=r"named \['hint', 'step'\], got \['step', 'hint'\]"):

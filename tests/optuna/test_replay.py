@@ -61,9 +61,7 @@ def test_nop_replay_trains_everything_and_keeps_the_best(rp: Any) -> None:
 def test_sne_replay_prunes_where_the_rule_says(
     rp: Any, finals: list[float], pruned_at: list[int], epochs: int, best: float
 ) -> None:
-    pruner = SNEPruner(
-        rp.Memo(FirstWeight()), percentile=50.0, n_warmup_steps=1, n_min_trials=2
-    )
+    pruner = SNEPruner(rp.Memo(FirstWeight()), percentile=50.0, n_warmup_steps=1, n_min_trials=2)
     out = rp.replay(_search(rp, finals), pruner)
     assert (out.pruned_at, out.epochs, out.best) == (pruned_at, epochs, pytest.approx(best))
 

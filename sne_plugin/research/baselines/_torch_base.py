@@ -141,8 +141,14 @@ class TorchBaseline(RegressorMixin, BaseEstimator):
         device = resolve_device(self.device)
         scaled = torch.as_tensor((target - self.y_mean_) / self.y_scale_, dtype=torch.float32)
         loss_fn: nn.Module = nn.BCEWithLogitsLoss() if self.loss_ == "bce" else nn.MSELoss()
-        loop = _Loop(module.to(device), collate, scaled.to(device), loss_fn, device,
-                     torch.Generator().manual_seed(seed))
+        loop = _Loop(
+            module.to(device),
+            collate,
+            scaled.to(device),
+            loss_fn,
+            device,
+            torch.Generator().manual_seed(seed),
+        )
         train_idx, val_idx = self._split(len(target), rng)
         best = self._run_epochs(loop, train_idx, val_idx)
         module.load_state_dict(best)
@@ -151,8 +157,9 @@ class TorchBaseline(RegressorMixin, BaseEstimator):
     def _run_epochs(
         self, loop: _Loop, train_idx: np.ndarray, val_idx: np.ndarray
     ) -> dict[str, torch.Tensor]:
-        optimizer = torch.optim.Adam(loop.module.parameters(), lr=self.lr,
-                                     weight_decay=self.weight_decay)
+        optimizer = torch.optim.Adam(
+            loop.module.parameters(), lr=self.lr, weight_decay=self.weight_decay
+        )
         best_state, best_loss, stale = _cpu_state(loop.module), np.inf, 0
         bar = tqdm(range(self.epochs), disable=not self.verbose, desc=type(self).__name__)
         self.n_epochs_ = 0

@@ -83,8 +83,9 @@ def _pairs(net: NetworkWeights) -> list[tuple[torch.Tensor, torch.Tensor]]:
 class _Invariant(nn.Module):
     """NP/HNP equivariant layers with ReLU, invariant pooling, then an MLP head."""
 
-    def __init__(self, example: list[tuple[torch.Tensor, torch.Tensor]], mode: str,
-                 hidden: int, depth: int) -> None:
+    def __init__(
+        self, example: list[tuple[torch.Tensor, torch.Tensor]], mode: str, hidden: int, depth: int
+    ) -> None:
         super().__init__()
         nfn_common = optional_import("nfn.common", extra="bench")
         nfn_layers = optional_import("nfn.layers", extra="bench")
@@ -104,12 +105,13 @@ class _Invariant(nn.Module):
         self._wsf = nfn_common.WeightSpaceFeatures
 
     def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-        ws, bs = tensors[: self.n_layers], tensors[self.n_layers:]
+        ws, bs = tensors[: self.n_layers], tensors[self.n_layers :]
         return self.head(self.body(self._wsf(ws, bs))).squeeze(-1)
 
 
-def _stack(nets: list[list[tuple[torch.Tensor, torch.Tensor]]]
-           ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+def _stack(
+    nets: list[list[tuple[torch.Tensor, torch.Tensor]]],
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Per layer, ``(batch, 1, ...)`` weights and biases as ``nfn`` expects them."""
     n_layers = len(nets[0])
     ws = [torch.stack([n[i][0] for n in nets]).unsqueeze(1) for i in range(n_layers)]
@@ -126,11 +128,22 @@ class NFNRegressor(TorchBaseline):
     standard deviation (scalars, so permutation symmetry is kept).
     """
 
-    def __init__(self, mode: str = "np", hidden: int = 16, depth: int = 2, epochs: int = 50,
-                 batch_size: int = 32, lr: float = 1e-3, weight_decay: float = 0.0,
-                 validation_fraction: float = 0.15, patience: int = 10, loss: str = "auto",
-                 device: str = "auto", random_state: int | np.random.RandomState | None = None,
-                 verbose: bool = False) -> None:
+    def __init__(
+        self,
+        mode: str = "np",
+        hidden: int = 16,
+        depth: int = 2,
+        epochs: int = 50,
+        batch_size: int = 32,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        validation_fraction: float = 0.15,
+        patience: int = 10,
+        loss: str = "auto",
+        device: str = "auto",
+        random_state: int | np.random.RandomState | None = None,
+        verbose: bool = False,
+    ) -> None:
         self.mode = mode
         self.hidden = hidden
         self.depth = depth

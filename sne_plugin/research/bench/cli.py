@@ -20,14 +20,16 @@ __all__ = ["main", "register"]
 
 def register(subparsers: Any) -> None:
     """Add ``sne bench`` to the ``sne`` command."""
-    p = subparsers.add_parser("bench", help="run the generalization-prediction benchmark",
-                              description=__doc__)
+    p = subparsers.add_parser(
+        "bench", help="run the generalization-prediction benchmark", description=__doc__
+    )
     size = p.add_mutually_exclusive_group()
-    for name, text in (("smoke", "tiny zoos, seconds (tests)"),
-                       ("small", "under 15 min on 2 CPU cores (default)"),
-                       ("full", "larger zoos, more tasks, default SNE epochs (hours)")):
-        size.add_argument(f"--{name}", dest="profile", action="store_const", const=name,
-                          help=text)
+    for name, text in (
+        ("smoke", "tiny zoos, seconds (tests)"),
+        ("small", "under 15 min on 2 CPU cores (default)"),
+        ("full", "larger zoos, more tasks, default SNE epochs (hours)"),
+    ):
+        size.add_argument(f"--{name}", dest="profile", action="store_const", const=name, help=text)
     p.set_defaults(profile="small", func=main)
     p.add_argument("--out", default="BENCHMARKS.md", help="markdown file to update")
     p.add_argument("--png", default="docs/bench_scatter.png", help="scatter plot path")
@@ -44,9 +46,11 @@ def _notes(profile: str) -> str:
     if not caps:
         return "All estimators at their defaults."
     text = ", ".join(f"{k} {v}" for k, v in caps.items())
-    return (f"Profile `{profile}`: estimators at their defaults except these epoch caps, "
-            f"which keep it inside its time budget: {text}. SNE capped this way is not SNE "
-            "at its defaults (80 epochs, early stopping).")
+    return (
+        f"Profile `{profile}`: estimators at their defaults except these epoch caps, "
+        f"which keep it inside its time budget: {text}. SNE capped this way is not SNE "
+        "at its defaults (80 epochs, early stopping)."
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -55,16 +59,29 @@ def main(args: argparse.Namespace) -> int:
     if args.seeds < 1 or args.workers < 1:
         raise SNEError(f"expected --seeds and --workers >= 1, got {args.seeds} and {args.workers}")
     tasks = select_tasks(args.profile, args.tasks)
-    config = BenchConfig(args.profile, args.tasks, args.methods, args.seeds, args.cache,
-                         args.workers, not args.quiet)
+    config = BenchConfig(
+        args.profile, args.tasks, args.methods, args.seeds, args.cache, args.workers, not args.quiet
+    )
     results, zoo_s = run_benchmark(config)
     methods = config.methods or []
     png = args.png if scatter_png(results, tasks[0].name, args.png) else None
     rel_png = _relative(png, args.out) if png else None
-    command = "sne bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]) \
-        if len(sys.argv) > 1 and sys.argv[1] == "bench" else f"sne bench --{args.profile}"
-    body = render(results, tasks, methods, command=command, seeds=args.seeds, zoo_s=zoo_s,
-                  total_s=time.perf_counter() - start, notes=_notes(args.profile), png=rel_png)
+    command = (
+        "sne bench " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+        if len(sys.argv) > 1 and sys.argv[1] == "bench"
+        else f"sne bench --{args.profile}"
+    )
+    body = render(
+        results,
+        tasks,
+        methods,
+        command=command,
+        seeds=args.seeds,
+        zoo_s=zoo_s,
+        total_s=time.perf_counter() - start,
+        notes=_notes(args.profile),
+        png=rel_png,
+    )
     replace_block(args.out, body)
     print(body)
     return 0

@@ -91,12 +91,18 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         fit = np.array([r["fit_s_per_1k"] for r in rs])
         tau = np.array([r["tau"] for r in rs])
         run = [r["epochs_run"] for r in rs if r["epochs_run"]]
-        out.append({
-            "method": method, "epochs": epochs, "n": len(rs),
-            "epochs_run": float(np.mean(run)) if run else float("nan"),
-            "fit_s_per_1k": float(fit.mean()), "fit_sd": float(fit.std()),
-            "tau": float(tau.mean()), "tau_sd": float(tau.std()),
-        })
+        out.append(
+            {
+                "method": method,
+                "epochs": epochs,
+                "n": len(rs),
+                "epochs_run": float(np.mean(run)) if run else float("nan"),
+                "fit_s_per_1k": float(fit.mean()),
+                "fit_sd": float(fit.std()),
+                "tau": float(tau.mean()),
+                "tau_sd": float(tau.std()),
+            }
+        )
     methods = list(GRID)
     return sorted(out, key=lambda s: (methods.index(s["method"]), _cap_order(s["epochs"])))
 
@@ -121,8 +127,12 @@ def report(summary: list[dict[str, Any]], zoo: str, seeds: int, jobs: int) -> st
         )
     ref = next((s for s in summary if s["method"] == "NFN-HNP" and s["epochs"] == "default"), None)
     if ref is not None:
-        lines += ["", f"Reference: NFN-HNP at its defaults, tau {ref['tau']:.3f}, "
-                      f"{ref['fit_s_per_1k']:.0f} s per 1,000 networks.", ""]
+        lines += [
+            "",
+            f"Reference: NFN-HNP at its defaults, tau {ref['tau']:.3f}, "
+            f"{ref['fit_s_per_1k']:.0f} s per 1,000 networks.",
+            "",
+        ]
         for method in dict.fromkeys(s["method"] for s in summary):
             reach = [s for s in summary if s["method"] == method and s["tau"] >= ref["tau"]]
             if not reach:
@@ -146,15 +156,31 @@ def plot(summary: list[dict[str, Any]], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for method in dict.fromkeys(s["method"] for s in summary):
-        cells = sorted((s for s in summary if s["method"] == method),
-                       key=lambda s: s["fit_s_per_1k"])
-        ax.errorbar([s["fit_s_per_1k"] for s in cells], [s["tau"] for s in cells],
-                    yerr=[s["tau_sd"] for s in cells], marker="o", capsize=3, label=method)
+        cells = sorted(
+            (s for s in summary if s["method"] == method), key=lambda s: s["fit_s_per_1k"]
+        )
+        ax.errorbar(
+            [s["fit_s_per_1k"] for s in cells],
+            [s["tau"] for s in cells],
+            yerr=[s["tau_sd"] for s in cells],
+            marker="o",
+            capsize=3,
+            label=method,
+        )
         for s in cells:
-            ax.annotate(str(s["epochs"]), (s["fit_s_per_1k"], s["tau"]), fontsize=7,
-                        xytext=(3, -9), textcoords="offset points")
-    ax.set(xscale="log", xlabel="fit time per 1,000 networks (s, log)", ylabel="test Kendall tau",
-           title="accuracy against fit time (labels: epoch cap)")
+            ax.annotate(
+                str(s["epochs"]),
+                (s["fit_s_per_1k"], s["tau"]),
+                fontsize=7,
+                xytext=(3, -9),
+                textcoords="offset points",
+            )
+    ax.set(
+        xscale="log",
+        xlabel="fit time per 1,000 networks (s, log)",
+        ylabel="test Kendall tau",
+        title="accuracy against fit time (labels: epoch cap)",
+    )
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()

@@ -223,9 +223,7 @@ def main() -> None:
     sizes.setdefault("mlp (100M)", sizes["mlp (1M)"])
     for name, nets in sizes.items():
         for dtype in ("fp32", "bf16"):
-            steps.append(
-                (f"enc {name} {dtype}", partial(encode_row, name, nets, dtype, False))
-            )
+            steps.append((f"enc {name} {dtype}", partial(encode_row, name, nets, dtype, False)))
     steps.append(
         ("flops", lambda: log("flops_per_element", flops_per_element(sizes["resnet18 (11.7M)"])))
     )

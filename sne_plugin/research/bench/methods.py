@@ -81,6 +81,7 @@ def _torch(cls_path: str, **fixed: Any) -> Callable[[int, int | None], Any]:
         cls = getattr(__import__(module, fromlist=[name]), name)
         extra = {} if epochs is None else {"epochs": epochs}
         return cls(random_state=seed, **fixed, **extra)
+
     return make
 
 
@@ -102,20 +103,37 @@ def _specs() -> list[MethodSpec]:
     return [
         MethodSpec("sne", "SNE", _torch("sne_plugin.SNERegressor", device="cpu")),
         # The cheaper setting for CPUs: half the width, one head, chunks of 64.
-        MethodSpec("sne_light", "SNE light", _torch("sne_plugin.SNERegressor", device="cpu",
-                                                    **LIGHT)),
+        MethodSpec(
+            "sne_light", "SNE light", _torch("sne_plugin.SNERegressor", device="cpu", **LIGHT)
+        ),
         MethodSpec("statnn", "StatNN", _torch("sne_plugin.research.baselines.StatNNRegressor")),
-        MethodSpec("flatmlp", "FlatMLP", _torch("sne_plugin.research.baselines.FlatMLPRegressor",
-                                                device="cpu"), same_arch_only=True),
-        MethodSpec("deepsets", "DeepSets", _torch("sne_plugin.research.baselines.DeepSetsRegressor",
-                                                  device="cpu")),
-        MethodSpec("nfn_np", "NFN-NP", _torch("sne_plugin.research.baselines.nfn.NFNRegressor",
-                                              mode="np", device="cpu"), nfn=True),
-        MethodSpec("nfn_hnp", "NFN-HNP", _torch("sne_plugin.research.baselines.nfn.NFNRegressor",
-                                                mode="hnp", device="cpu"), nfn=True),
+        MethodSpec(
+            "flatmlp",
+            "FlatMLP",
+            _torch("sne_plugin.research.baselines.FlatMLPRegressor", device="cpu"),
+            same_arch_only=True,
+        ),
+        MethodSpec(
+            "deepsets",
+            "DeepSets",
+            _torch("sne_plugin.research.baselines.DeepSetsRegressor", device="cpu"),
+        ),
+        MethodSpec(
+            "nfn_np",
+            "NFN-NP",
+            _torch("sne_plugin.research.baselines.nfn.NFNRegressor", mode="np", device="cpu"),
+            nfn=True,
+        ),
+        MethodSpec(
+            "nfn_hnp",
+            "NFN-HNP",
+            _torch("sne_plugin.research.baselines.nfn.NFNRegressor", mode="hnp", device="cpu"),
+            nfn=True,
+        ),
         MethodSpec("hparams", "Hyperparameters (HGB)", _hgb, inputs="hparams"),
-        MethodSpec("curve", "Learning curve (acc so far)", lambda s, e: _CurveBaseline(),
-                   inputs="curve"),
+        MethodSpec(
+            "curve", "Learning curve (acc so far)", lambda s, e: _CurveBaseline(), inputs="curve"
+        ),
     ]
 
 
@@ -135,8 +153,9 @@ def _inputs(method: MethodSpec, data: TaskData) -> tuple[Any, Any]:
     return data.X_train, data.X_test
 
 
-def run_method(method: MethodSpec, task: TaskSpec, data: TaskData, seed: int,
-               profile: str) -> MethodResult:
+def run_method(
+    method: MethodSpec, task: TaskSpec, data: TaskData, seed: int, profile: str
+) -> MethodResult:
     """Fit ``method`` on the task's training data, score it on the test data."""
     reason = method.unavailable(task, data)
     if reason:
@@ -149,5 +168,6 @@ def run_method(method: MethodSpec, task: TaskSpec, data: TaskData, seed: int,
     start = time.perf_counter()
     pred = np.asarray(est.predict(X_test), dtype=float)
     rate = len(data.y_test) / max(time.perf_counter() - start, 1e-9)
-    return MethodResult(task.name, method.name, seed, scores(data.y_test, pred), fit_s, rate,
-                        data.y_test, pred)
+    return MethodResult(
+        task.name, method.name, seed, scores(data.y_test, pred), fit_s, rate, data.y_test, pred
+    )

@@ -344,7 +344,8 @@ def main(argv: list[str] | None = None) -> str:
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(
-            f"`python -m sne_plugin.research.bench.pruner_replay {' '.join(sys.argv[1:])}`\n\n" + text
+            f"`python -m sne_plugin.research.bench.pruner_replay {' '.join(sys.argv[1:])}`\n\n"
+            + text
         )
     if args.plot is not None:
         plot(rows, args.plot)

@@ -29,8 +29,10 @@ def machine(device: str = "cpu", threads: str = "1 torch thread per worker") -> 
                 break
     except OSError:
         pass
-    return (f"{cpu}, {os.cpu_count()} cores visible, torch {torch.__version__}, "
-            f"device {device}, {threads}")
+    return (
+        f"{cpu}, {os.cpu_count()} cores visible, torch {torch.__version__}, "
+        f"device {device}, {threads}"
+    )
 
 
 def _mean_std(values: list[float], fmt: str = "{:.3f}") -> str:
@@ -55,8 +57,9 @@ def _group(results: Sequence[MethodResult]) -> dict[tuple[str, str], list[Method
     return groups
 
 
-def summary_table(results: Sequence[MethodResult], tasks: Sequence[TaskSpec],
-                  methods: Sequence[str]) -> str:
+def summary_table(
+    results: Sequence[MethodResult], tasks: Sequence[TaskSpec], methods: Sequence[str]
+) -> str:
     """Kendall tau (mean ± std over seeds): one row per task, one column per method."""
     groups = _group(results)
     head = "| task | " + " | ".join(METHODS[m].label for m in methods) + " |"
@@ -70,8 +73,10 @@ def summary_table(results: Sequence[MethodResult], tasks: Sequence[TaskSpec],
 def task_table(results: Sequence[MethodResult], task: TaskSpec, methods: Sequence[str]) -> str:
     """One task in detail: tau, tau on trained models, R^2, MAE, fit time, throughput."""
     groups = _group(results)
-    lines = ["| method | tau | tau (acc >= 0.2) | R^2 | MAE | fit s | predict nets/s |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| method | tau | tau (acc >= 0.2) | R^2 | MAE | fit s | predict nets/s |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for m in methods:
         rs = groups.get((task.name, m), [])
         if rs and rs[0].na:
@@ -84,20 +89,32 @@ def task_table(results: Sequence[MethodResult], task: TaskSpec, methods: Sequenc
     return "\n".join(lines)
 
 
-def render(results: Sequence[MethodResult], tasks: Sequence[TaskSpec], methods: Sequence[str],
-           *, command: str, seeds: int, zoo_s: float, total_s: float, notes: str = "",
-           png: str | None = None) -> str:
+def render(
+    results: Sequence[MethodResult],
+    tasks: Sequence[TaskSpec],
+    methods: Sequence[str],
+    *,
+    command: str,
+    seeds: int,
+    zoo_s: float,
+    total_s: float,
+    notes: str = "",
+    png: str | None = None,
+) -> str:
     """The markdown that goes between the markers."""
     parts = [
-        "## Generalization prediction benchmark", "",
+        "## Generalization prediction benchmark",
+        "",
         f"Command: `{command}`  ",
         f"Date: {dt.date.today().isoformat()}  ",
         f"Machine: {machine()}  ",
         f"Wall time: {total_s / 60:.1f} min in all, of which {zoo_s / 60:.1f} min building "
-        f"missing zoos; {seeds} seeds.", "",
+        f"missing zoos; {seeds} seeds.",
+        "",
         "Kendall's tau between predicted and true final test accuracy on held-out networks, "
         "mean ± standard deviation over seeds (the seed sets the split or the 80% training "
-        "subsample, and each method's random state).", "",
+        "subsample, and each method's random state).",
+        "",
     ]
     if notes:
         parts += [notes, ""]
@@ -122,11 +139,18 @@ def replace_block(path: str | os.PathLike[str], body: str) -> None:
     file.write_text(text)
 
 
-def scatter_png(results: Sequence[MethodResult], task: str, path: str | os.PathLike[str],
-                methods: Sequence[str] = ("sne", "statnn")) -> bool:
+def scatter_png(
+    results: Sequence[MethodResult],
+    task: str,
+    path: str | os.PathLike[str],
+    methods: Sequence[str] = ("sne", "statnn"),
+) -> bool:
     """Predicted vs true accuracy of ``methods`` on ``task`` (seed 0); False if none ran."""
-    chosen = [r for r in results if r.task == task and r.seed == 0 and r.method in methods
-              and r.y_pred is not None]
+    chosen = [
+        r
+        for r in results
+        if r.task == task and r.seed == 0 and r.method in methods and r.y_pred is not None
+    ]
     if not chosen:
         return False
     from sne_plugin._imports import optional_import
@@ -138,8 +162,13 @@ def scatter_png(results: Sequence[MethodResult], task: str, path: str | os.PathL
     for ax, r in zip(axes[0], chosen):
         ax.scatter(r.y_true, r.y_pred, s=8, alpha=0.6)
         ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
-        ax.set(title=f"{METHODS[r.method].label}: tau {r.scores['tau']:.3f}",
-               xlabel="true test accuracy", ylabel="predicted", xlim=(0, 1), ylim=(0, 1))
+        ax.set(
+            title=f"{METHODS[r.method].label}: tau {r.scores['tau']:.3f}",
+            xlabel="true test accuracy",
+            ylabel="predicted",
+            xlim=(0, 1),
+            ylim=(0, 1),
+        )
     fig.suptitle(f"{task}, seed 0")
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -116,27 +116,38 @@ class _Part:
     archs: tuple[str, ...] = field(default_factory=tuple)
 
     def take(self, idx: np.ndarray) -> _Part:
-        return _Part([self.X[i] for i in idx], self.y[idx], self.H[idx], self.curve[idx],
-                     tuple(self.archs[i] for i in idx))
+        return _Part(
+            [self.X[i] for i in idx],
+            self.y[idx],
+            self.H[idx],
+            self.curve[idx],
+            tuple(self.archs[i] for i in idx),
+        )
 
 
 def _concat(parts: list[_Part]) -> _Part:
-    return _Part([x for p in parts for x in p.X], np.concatenate([p.y for p in parts]),
-                 np.concatenate([p.H for p in parts]), np.concatenate([p.curve for p in parts]),
-                 tuple(a for p in parts for a in p.archs))
+    return _Part(
+        [x for p in parts for x in p.X],
+        np.concatenate([p.y for p in parts]),
+        np.concatenate([p.H for p in parts]),
+        np.concatenate([p.curve for p in parts]),
+        tuple(a for p in parts for a in p.archs),
+    )
 
 
 def _task_data(train: _Part, test: _Part) -> TaskData:
     same = len(set(train.archs) | set(test.archs)) == 1
-    return TaskData(train.X, train.y, test.X, test.y, train.H, test.H, train.curve,
-                    test.curve, same)
+    return TaskData(
+        train.X, train.y, test.X, test.y, train.H, test.H, train.curve, test.curve, same
+    )
 
 
 class ZooCache:
     """Builds missing zoos under ``root`` and keeps loaded networks in memory."""
 
-    def __init__(self, root: str | os.PathLike[str], *, workers: int = 2,
-                 progress: bool = True) -> None:
+    def __init__(
+        self, root: str | os.PathLike[str], *, workers: int = 2, progress: bool = True
+    ) -> None:
         self.root = Path(root)
         self.workers = workers
         self.progress = progress
@@ -147,9 +158,18 @@ class ZooCache:
         path = self.root / spec.folder()
         done = _n_done(path)
         if done < spec.n_models:
-            build_zoo(path, arch=spec.arch, dataset=spec.dataset, n_models=spec.n_models,
-                      epochs=spec.epochs, seed=0, workers=self.workers, progress=self.progress,
-                      max_epochs=spec.max_epochs, dataset_args=dict(spec.dataset_args))
+            build_zoo(
+                path,
+                arch=spec.arch,
+                dataset=spec.dataset,
+                n_models=spec.n_models,
+                epochs=spec.epochs,
+                seed=0,
+                workers=self.workers,
+                progress=self.progress,
+                max_epochs=spec.max_epochs,
+                dataset_args=dict(spec.dataset_args),
+            )
         return path
 
     def part(self, spec: ZooSpec, epoch: int | str) -> _Part:
@@ -163,10 +183,16 @@ class ZooCache:
         zoo.records = zoo.records[: spec.n_models]
         if epoch != "final" and any(epoch not in r["saved_epochs"] for r in zoo.records):
             raise SNEError(f"zoo {spec.label} has no weights at epoch {epoch!r}")
-        at = [r["acc_by_epoch"][r["final_epoch"] if epoch == "final" else epoch]
-              for r in zoo.records]
-        return _Part(zoo.weights(epoch), zoo.targets("test_acc"), zoo.hparams_matrix(),
-                     np.asarray(at, dtype=float), (spec.arch,) * len(zoo.records))
+        at = [
+            r["acc_by_epoch"][r["final_epoch"] if epoch == "final" else epoch] for r in zoo.records
+        ]
+        return _Part(
+            zoo.weights(epoch),
+            zoo.targets("test_acc"),
+            zoo.hparams_matrix(),
+            np.asarray(at, dtype=float),
+            (spec.arch,) * len(zoo.records),
+        )
 
 
 def _n_done(path: Path) -> int:
@@ -178,52 +204,97 @@ def _n_done(path: Path) -> int:
 
 # --- profiles --------------------------------------------------------------------------------
 
+
 def _small() -> list[TaskSpec]:
     cnn = ZooSpec("small_cnn", "digits", 240)
     return [
         TaskSpec("in_dist", "in_dist", (cnn,), description="small_cnn/digits, 80/20 split"),
-        TaskSpec("cross_dataset_font_digits", "cross_dataset", (cnn,),
-                 ZooSpec("small_cnn", "font_digits", 120),
-                 description="train small_cnn/digits, test small_cnn/font_digits"),
-        TaskSpec("cross_arch_cnn_w8", "cross_arch", (cnn, ZooSpec("cnn_d2", "digits", 80)),
-                 ZooSpec("cnn_w8", "digits", 100),
-                 description="train small_cnn+cnn_d2 (digits), test cnn_w8 (digits)"),
-        TaskSpec("early_e2", "early", (cnn,), epoch=2,
-                 description="small_cnn/digits, epoch-2 weights -> final accuracy, 80/20"),
+        TaskSpec(
+            "cross_dataset_font_digits",
+            "cross_dataset",
+            (cnn,),
+            ZooSpec("small_cnn", "font_digits", 120),
+            description="train small_cnn/digits, test small_cnn/font_digits",
+        ),
+        TaskSpec(
+            "cross_arch_cnn_w8",
+            "cross_arch",
+            (cnn, ZooSpec("cnn_d2", "digits", 80)),
+            ZooSpec("cnn_w8", "digits", 100),
+            description="train small_cnn+cnn_d2 (digits), test cnn_w8 (digits)",
+        ),
+        TaskSpec(
+            "early_e2",
+            "early",
+            (cnn,),
+            epoch=2,
+            description="small_cnn/digits, epoch-2 weights -> final accuracy, 80/20",
+        ),
     ]
 
 
 def _full() -> list[TaskSpec]:
     cnn = ZooSpec("small_cnn", "digits", 800)
-    mix = (ZooSpec("small_cnn", "digits", 400), ZooSpec("cnn_w8", "digits", 300),
-           ZooSpec("cnn_d2", "digits", 300))
+    mix = (
+        ZooSpec("small_cnn", "digits", 400),
+        ZooSpec("cnn_w8", "digits", 300),
+        ZooSpec("cnn_d2", "digits", 300),
+    )
     tasks = [TaskSpec("in_dist", "in_dist", (cnn,), description="small_cnn/digits, 80/20")]
     for ds in ("font_digits", "font_letters", "shapes"):
-        tasks.append(TaskSpec(f"cross_dataset_{ds}", "cross_dataset", (cnn,),
-                              ZooSpec("small_cnn", ds, 400),
-                              description=f"train small_cnn/digits, test small_cnn/{ds}"))
+        tasks.append(
+            TaskSpec(
+                f"cross_dataset_{ds}",
+                "cross_dataset",
+                (cnn,),
+                ZooSpec("small_cnn", ds, 400),
+                description=f"train small_cnn/digits, test small_cnn/{ds}",
+            )
+        )
     for arch in ("cnn_k5", "mlp"):
-        tasks.append(TaskSpec(f"cross_arch_{arch}", "cross_arch", mix,
-                              ZooSpec(arch, "digits", 300),
-                              description=f"train small_cnn+cnn_w8+cnn_d2, test {arch}"))
+        tasks.append(
+            TaskSpec(
+                f"cross_arch_{arch}",
+                "cross_arch",
+                mix,
+                ZooSpec(arch, "digits", 300),
+                description=f"train small_cnn+cnn_w8+cnn_d2, test {arch}",
+            )
+        )
     for e in (1, 2):
-        tasks.append(TaskSpec(f"early_e{e}", "early", (cnn,), epoch=e,
-                              description=f"epoch-{e} weights -> final accuracy, 80/20"))
+        tasks.append(
+            TaskSpec(
+                f"early_e{e}",
+                "early",
+                (cnn,),
+                epoch=e,
+                description=f"epoch-{e} weights -> final accuracy, 80/20",
+            )
+        )
     return tasks
 
 
 def _smoke() -> list[TaskSpec]:
     def tiny(arch: str, dataset: str = "digits") -> ZooSpec:
-        return ZooSpec(arch, dataset, 20, epochs=(0, 1), max_epochs=2,
-                       dataset_args=(("n", 300),))
+        return ZooSpec(arch, dataset, 20, epochs=(0, 1), max_epochs=2, dataset_args=(("n", 300),))
 
     base = tiny("mlp_w16")
     return [
         TaskSpec("in_dist", "in_dist", (base,), description="tiny mlp_w16/digits"),
-        TaskSpec("cross_dataset_font_digits", "cross_dataset", (base,),
-                 tiny("mlp_w16", "font_digits"), description="tiny, digits -> font_digits"),
-        TaskSpec("cross_arch_mlp_d1", "cross_arch", (base,), tiny("mlp_d1"),
-                 description="tiny, mlp_w16 -> mlp_d1"),
+        TaskSpec(
+            "cross_dataset_font_digits",
+            "cross_dataset",
+            (base,),
+            tiny("mlp_w16", "font_digits"),
+            description="tiny, digits -> font_digits",
+        ),
+        TaskSpec(
+            "cross_arch_mlp_d1",
+            "cross_arch",
+            (base,),
+            tiny("mlp_d1"),
+            description="tiny, mlp_w16 -> mlp_d1",
+        ),
         TaskSpec("early_e1", "early", (base,), epoch=1, description="tiny, epoch 1 -> final"),
     ]
 

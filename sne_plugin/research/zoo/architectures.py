@@ -39,8 +39,9 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 class ZooNet(nn.Module):
     """``head(dropout(body(x)))``."""
 
-    def __init__(self, body: nn.Module, features: int, num_classes: int, *,
-                 dropout: float = 0.0) -> None:
+    def __init__(
+        self, body: nn.Module, features: int, num_classes: int, *, dropout: float = 0.0
+    ) -> None:
         super().__init__()
         self.body = body
         self.dropout = nn.Dropout(dropout)
@@ -72,11 +73,13 @@ def _mlp(widths: Sequence[int]) -> Callable[[str, InputShape], tuple[nn.Module, 
             layers += [nn.Linear(n_in, w), _act(activation)]
             n_in = w
         return nn.Sequential(*layers), n_in
+
     return make
 
 
-def _cnn(channels: Sequence[int], strides: Sequence[int], kernel: int = 3,
-         batchnorm: bool = False) -> Callable[[str, InputShape], tuple[nn.Module, int]]:
+def _cnn(
+    channels: Sequence[int], strides: Sequence[int], kernel: int = 3, batchnorm: bool = False
+) -> Callable[[str, InputShape], tuple[nn.Module, int]]:
     def make(activation: str, shape: InputShape) -> tuple[nn.Module, int]:
         layers: list[nn.Module] = []
         c_in = shape[0]
@@ -88,6 +91,7 @@ def _cnn(channels: Sequence[int], strides: Sequence[int], kernel: int = 3,
             c_in = c
         layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
         return nn.Sequential(*layers), c_in
+
     return make
 
 
@@ -105,9 +109,14 @@ class _ResBlock(nn.Module):
 
 def _resnet_tiny(activation: str, shape: InputShape) -> tuple[nn.Module, int]:
     body = nn.Sequential(
-        nn.Conv2d(shape[0], 12, 3, padding=1), _act(activation), _ResBlock(12, activation),
-        nn.Conv2d(12, 16, 3, stride=2, padding=1), _act(activation), _ResBlock(16, activation),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Conv2d(shape[0], 12, 3, padding=1),
+        _act(activation),
+        _ResBlock(12, activation),
+        nn.Conv2d(12, 16, 3, stride=2, padding=1),
+        _act(activation),
+        _ResBlock(16, activation),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
     )
     return body, 16
 
@@ -136,8 +145,14 @@ class _TinyViT(nn.Module):
         n_tokens = (shape[1] // patch) * (shape[2] // patch)
         self.pos = _Positions(n_tokens, dim)
         self.encoder = nn.TransformerEncoderLayer(
-            dim, nhead=4, dim_feedforward=2 * dim, dropout=0.0, activation=_act(activation),
-            batch_first=True, norm_first=True)
+            dim,
+            nhead=4,
+            dim_feedforward=2 * dim,
+            dropout=0.0,
+            activation=_act(activation),
+            batch_first=True,
+            norm_first=True,
+        )
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -152,26 +167,40 @@ def _vit_tiny(activation: str, shape: InputShape) -> tuple[nn.Module, int]:
 def _specs() -> dict[str, ArchSpec]:
     s3 = (1, 2, 2)
     specs = [
-        ArchSpec("small_cnn", _cnn((16, 16, 16), s3),
-                 description="Small CNN Zoo style: 3 conv 3x3 x16 (strides 1,2,2), GAP, dense"),
+        ArchSpec(
+            "small_cnn",
+            _cnn((16, 16, 16), s3),
+            description="Small CNN Zoo style: 3 conv 3x3 x16 (strides 1,2,2), GAP, dense",
+        ),
         ArchSpec("cnn_w8", _cnn((8, 8, 8), s3), description="small_cnn with 8 channels"),
         ArchSpec("cnn_w24", _cnn((24, 24, 24), s3), description="small_cnn with 24 channels"),
         ArchSpec("cnn_d2", _cnn((16, 16), (2, 2)), description="2 conv layers of 16"),
-        ArchSpec("cnn_d4", _cnn((16, 16, 16, 16), (1, 2, 1, 2)),
-                 description="4 conv layers of 16"),
-        ArchSpec("cnn_k5", _cnn((16, 16, 16), s3, kernel=5),
-                 description="small_cnn with 5x5 kernels"),
-        ArchSpec("cnn_bn", _cnn((16, 16, 16), s3, batchnorm=True), vmappable=False,
-                 description="small_cnn with BatchNorm after each conv"),
+        ArchSpec("cnn_d4", _cnn((16, 16, 16, 16), (1, 2, 1, 2)), description="4 conv layers of 16"),
+        ArchSpec(
+            "cnn_k5", _cnn((16, 16, 16), s3, kernel=5), description="small_cnn with 5x5 kernels"
+        ),
+        ArchSpec(
+            "cnn_bn",
+            _cnn((16, 16, 16), s3, batchnorm=True),
+            vmappable=False,
+            description="small_cnn with BatchNorm after each conv",
+        ),
         ArchSpec("mlp", _mlp((32, 32)), description="MLP 64-32-32-10"),
         ArchSpec("mlp_w16", _mlp((16, 16)), description="MLP 64-16-16-10"),
         ArchSpec("mlp_w64", _mlp((64, 64)), description="MLP 64-64-64-10"),
         ArchSpec("mlp_d1", _mlp((32,)), description="MLP 64-32-10"),
         ArchSpec("mlp_d3", _mlp((32, 32, 32)), description="MLP 64-32-32-32-10"),
-        ArchSpec("resnet_tiny", _resnet_tiny,
-                 description="stem conv, residual block, strided conv, residual block, GAP"),
-        ArchSpec("vit_tiny", _vit_tiny, vmappable=False,
-                 description="2x2 patch conv, positions, 1 transformer layer (4 heads), mean"),
+        ArchSpec(
+            "resnet_tiny",
+            _resnet_tiny,
+            description="stem conv, residual block, strided conv, residual block, GAP",
+        ),
+        ArchSpec(
+            "vit_tiny",
+            _vit_tiny,
+            vmappable=False,
+            description="2x2 patch conv, positions, 1 transformer layer (4 heads), mean",
+        ),
     ]
     return {s.name: s for s in specs}
 
@@ -180,8 +209,14 @@ ARCHITECTURES: dict[str, ArchSpec] = _specs()
 """The named architectures (see each spec's ``description``)."""
 
 
-def build(name: str, activation: str = "relu", *, input_shape: InputShape = (1, 8, 8),
-          num_classes: int = 10, dropout: float = 0.0) -> ZooNet:
+def build(
+    name: str,
+    activation: str = "relu",
+    *,
+    input_shape: InputShape = (1, 8, 8),
+    num_classes: int = 10,
+    dropout: float = 0.0,
+) -> ZooNet:
     """A fresh (torch-default initialised) network of architecture ``name``."""
     spec = lookup(ARCHITECTURES, name, "architecture")
     body, features = spec.make_body(activation, tuple(input_shape))  # type: ignore[arg-type]

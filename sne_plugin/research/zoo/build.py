@@ -47,11 +47,21 @@ from sne_plugin.research.zoo.train import (
 __all__ = ["build_zoo", "plan_jobs"]
 
 
-def build_zoo(path: str | os.PathLike[str], arch: str = "small_cnn", dataset: str = "digits",
-              n_models: int = 256, epochs: Sequence[int] = (0, 1, 2, 4), seed: int = 0,
-              workers: int = 2, progress: bool = True, *, max_epochs: int | None = None,
-              group_size: int = 64, dataset_args: dict[str, Any] | None = None,
-              activations: Sequence[str] = tuple(ACTIVATIONS)) -> Zoo:
+def build_zoo(
+    path: str | os.PathLike[str],
+    arch: str = "small_cnn",
+    dataset: str = "digits",
+    n_models: int = 256,
+    epochs: Sequence[int] = (0, 1, 2, 4),
+    seed: int = 0,
+    workers: int = 2,
+    progress: bool = True,
+    *,
+    max_epochs: int | None = None,
+    group_size: int = 64,
+    dataset_args: dict[str, Any] | None = None,
+    activations: Sequence[str] = tuple(ACTIVATIONS),
+) -> Zoo:
     """Build (or resume) a zoo of ``n_models`` networks at ``path`` and return it.
 
     Each model trains for its own number of epochs, drawn from ``max(epochs)`` to
@@ -59,8 +69,9 @@ def build_zoo(path: str | os.PathLike[str], arch: str = "small_cnn", dataset: st
     final epoch. ``workers`` processes train groups of up to ``group_size`` models (1: in this
     process). An existing folder built with the same settings is resumed.
     """
-    manifest = _manifest(arch, dataset, n_models, epochs, seed, max_epochs, dataset_args,
-                         activations)
+    manifest = _manifest(
+        arch, dataset, n_models, epochs, seed, max_epochs, dataset_args, activations
+    )
     writer = ZooWriter(Path(path), manifest)
     jobs = plan_jobs(manifest, group_size)
     todo = [j for j in jobs if not set(j.ids) <= writer.done]
@@ -73,14 +84,23 @@ def build_zoo(path: str | os.PathLike[str], arch: str = "small_cnn", dataset: st
                     bar.update(1)
     zoo = load_zoo(path)
     if progress:
-        print(f"final test accuracy of {len(zoo)} models:\n" + text_histogram(zoo.targets()),
-              file=sys.stderr)
+        print(
+            f"final test accuracy of {len(zoo)} models:\n" + text_histogram(zoo.targets()),
+            file=sys.stderr,
+        )
     return zoo
 
 
-def _manifest(arch: str, dataset: str, n_models: int, epochs: Sequence[int], seed: int,
-              max_epochs: int | None, dataset_args: dict[str, Any] | None,
-              activations: Sequence[str]) -> dict[str, Any]:
+def _manifest(
+    arch: str,
+    dataset: str,
+    n_models: int,
+    epochs: Sequence[int],
+    seed: int,
+    max_epochs: int | None,
+    dataset_args: dict[str, Any] | None,
+    activations: Sequence[str],
+) -> dict[str, Any]:
     lookup(ARCHITECTURES, arch, "architecture")
     lookup(DATASETS, dataset, "dataset")
     for a in activations:
@@ -95,23 +115,40 @@ def _manifest(arch: str, dataset: str, n_models: int, epochs: Sequence[int], see
     args = dict(dataset_args or {})
     X = load_dataset(dataset, seed=seed, **args)[0]
     return {
-        "format": FORMAT, "version": VERSION, "arch": arch, "dataset": dataset,
-        "dataset_args": args, "n_models": n_models, "seed": seed, "epochs": saved,
-        "min_epochs": max(top, 1), "max_epochs": max_epochs,
-        "input_shape": list(X.shape[1:]), "architecture": architecture_spec(arch, X.shape[1:]),
+        "format": FORMAT,
+        "version": VERSION,
+        "arch": arch,
+        "dataset": dataset,
+        "dataset_args": args,
+        "n_models": n_models,
+        "seed": seed,
+        "epochs": saved,
+        "min_epochs": max(top, 1),
+        "max_epochs": max_epochs,
+        "input_shape": list(X.shape[1:]),
+        "architecture": architecture_spec(arch, X.shape[1:]),
         "hparam_keys": list(HPARAM_KEYS),
-        "hparam_space": {"init": list(INITS), "optimizer": list(OPTIMIZERS),
-                         "activation": list(activations)},
+        "hparam_space": {
+            "init": list(INITS),
+            "optimizer": list(OPTIMIZERS),
+            "activation": list(activations),
+        },
     }
 
 
 def plan_jobs(manifest: dict[str, Any], group_size: int = 64) -> list[TrainJob]:
     """The training groups, a function of the manifest only (so a resume repeats them):
     models grouped by activation and batch size, sorted by cost, cut into ``group_size``."""
-    hps = [sample_hparams(manifest["seed"], i, min_epochs=manifest["min_epochs"],
-                          max_epochs=manifest["max_epochs"],
-                          activations=tuple(manifest["hparam_space"]["activation"]))
-           for i in range(manifest["n_models"])]
+    hps = [
+        sample_hparams(
+            manifest["seed"],
+            i,
+            min_epochs=manifest["min_epochs"],
+            max_epochs=manifest["max_epochs"],
+            activations=tuple(manifest["hparam_space"]["activation"]),
+        )
+        for i in range(manifest["n_models"])
+    ]
     groups: dict[tuple[str, int], list[int]] = defaultdict(list)
     for i, hp in enumerate(hps):
         groups[(hp["activation"], hp["batch_size"])].append(i)
@@ -119,12 +156,18 @@ def plan_jobs(manifest: dict[str, Any], group_size: int = 64) -> list[TrainJob]:
     for key in sorted(groups):
         ids = sorted(groups[key], key=lambda i: (-hps[i]["epochs"] * hps[i]["train_fraction"], i))
         for k in range(0, len(ids), group_size):
-            chunk = ids[k: k + group_size]
-            jobs.append(TrainJob(manifest["arch"], manifest["dataset"],
-                                 {"seed": manifest["seed"], **manifest["dataset_args"]}, chunk,
-                                 [hps[i] for i in chunk],
-                                 [_model_seed(manifest["seed"], i) for i in chunk],
-                                 tuple(manifest["epochs"])))
+            chunk = ids[k : k + group_size]
+            jobs.append(
+                TrainJob(
+                    manifest["arch"],
+                    manifest["dataset"],
+                    {"seed": manifest["seed"], **manifest["dataset_args"]},
+                    chunk,
+                    [hps[i] for i in chunk],
+                    [_model_seed(manifest["seed"], i) for i in chunk],
+                    tuple(manifest["epochs"]),
+                )
+            )
     return sorted(jobs, key=lambda j: -j.cost())
 
 
@@ -132,13 +175,20 @@ def _model_seed(seed: int, model_id: int) -> int:
     return int(np.random.SeedSequence([seed, model_id]).generate_state(1)[0] % (2**31))
 
 
-def _record(manifest: dict[str, Any], job: TrainJob, res: ModelResult, hp: dict[str, Any],
-            seed: int) -> dict[str, Any]:
+def _record(
+    manifest: dict[str, Any], job: TrainJob, res: ModelResult, hp: dict[str, Any], seed: int
+) -> dict[str, Any]:
     final = int(hp["epochs"])
     return {
-        "id": res.id, "arch": job.arch, "dataset": job.dataset, **hp, "seed": seed,
-        "input_shape": manifest["input_shape"], "final_epoch": final,
-        "saved_epochs": sorted(res.weights), "test_acc": res.test_acc[final],
+        "id": res.id,
+        "arch": job.arch,
+        "dataset": job.dataset,
+        **hp,
+        "seed": seed,
+        "input_shape": manifest["input_shape"],
+        "final_epoch": final,
+        "saved_epochs": sorted(res.weights),
+        "test_acc": res.test_acc[final],
         "train_acc": res.train_acc[final],
         "acc_by_epoch": {str(e): a for e, a in sorted(res.test_acc.items())},
         "train_acc_by_epoch": {str(e): a for e, a in sorted(res.train_acc.items())},

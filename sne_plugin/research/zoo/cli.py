@@ -35,10 +35,18 @@ def _build(args: argparse.Namespace) -> int:
     from sne_plugin.research.zoo.build import build_zoo
 
     epochs = tuple(int(e) for e in args.epochs.split(",") if e.strip())
-    zoo = build_zoo(args.path, arch=args.arch, dataset=args.dataset, n_models=args.n_models,
-                    epochs=epochs, seed=args.seed, workers=args.workers,
-                    progress=not args.quiet, max_epochs=args.max_epochs,
-                    dataset_args={"root": args.root} if args.root else None)
+    zoo = build_zoo(
+        args.path,
+        arch=args.arch,
+        dataset=args.dataset,
+        n_models=args.n_models,
+        epochs=epochs,
+        seed=args.seed,
+        workers=args.workers,
+        progress=not args.quiet,
+        max_epochs=args.max_epochs,
+        dataset_args={"root": args.root} if args.root else None,
+    )
     print(f"{zoo.path}: {len(zoo)} models")
     return 0
 
@@ -48,8 +56,10 @@ def _info(args: argparse.Namespace) -> int:
 
     zoo = load_zoo(args.path)
     m = zoo.manifest
-    print(f"zoo {zoo.path}: {len(zoo)}/{m['n_models']} models, arch {m['arch']} "
-          f"({m['architecture']['num_params']} params), dataset {m['dataset']}, seed {m['seed']}")
+    print(
+        f"zoo {zoo.path}: {len(zoo)}/{m['n_models']} models, arch {m['arch']} "
+        f"({m['architecture']['num_params']} params), dataset {m['dataset']}, seed {m['seed']}"
+    )
     print(f"saved epochs {m['epochs']} + final (epochs {m['min_epochs']}-{m['max_epochs']})")
     if len(zoo):
         print("final test accuracy:\n" + text_histogram(zoo.targets()))

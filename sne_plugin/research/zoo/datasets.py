@@ -44,8 +44,14 @@ Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 _DEFAULT_N = 3000
 
 
-def load_dataset(name: str, *, seed: int = 0, n: int | None = None,
-                 root: str | os.PathLike[str] | None = None, size: int = 8) -> Arrays:
+def load_dataset(
+    name: str,
+    *,
+    seed: int = 0,
+    n: int | None = None,
+    root: str | os.PathLike[str] | None = None,
+    size: int = 8,
+) -> Arrays:
     """Load dataset ``name`` as ``(X_train, y_train, X_test, y_test)`` (see the module doc).
 
     ``n`` caps the number of samples (train + test, 80/20; generated sets default to 3,000);
@@ -65,8 +71,10 @@ def load_dataset(name: str, *, seed: int = 0, n: int | None = None,
 def _load_cached(name: str, seed: int, n: int | None, root: str | None, size: int) -> Arrays:
     if name in _ON_DISK:
         if root is None:
-            raise SNEError(f"dataset {name!r} is read from disk: pass root= (the folder that "
-                           f"holds {_ON_DISK_HINT[name]})")
+            raise SNEError(
+                f"dataset {name!r} is read from disk: pass root= (the folder that "
+                f"holds {_ON_DISK_HINT[name]})"
+            )
         return _cap(_ON_DISK[name](Path(root), size), n)
     X, y = DATASETS[name](seed, n or _DEFAULT_N) if name != "digits" else _digits()
     if name == "digits" and n is not None:
@@ -101,6 +109,7 @@ def _resize(X: np.ndarray, size: int) -> np.ndarray:
 
 
 # --- scikit-learn digits -------------------------------------------------------------------
+
 
 def _digits() -> tuple[np.ndarray, np.ndarray]:
     from sklearn.datasets import load_digits
@@ -192,8 +201,7 @@ def _draw(char: str, font: object, stroke: int) -> np.ndarray:
     image_mod = optional_import("PIL.Image", extra="zoo")
     draw_mod = optional_import("PIL.ImageDraw", extra="zoo")
     img = image_mod.new("L", (64, 64), 0)
-    draw_mod.Draw(img).text((8, 4), char, fill=255, font=font, stroke_width=stroke,
-                            stroke_fill=255)
+    draw_mod.Draw(img).text((8, 4), char, fill=255, font=font, stroke_width=stroke, stroke_fill=255)
     return np.asarray(img, dtype=np.uint8)
 
 
@@ -202,8 +210,7 @@ def _glyph_image(char: str, source: str, rng: np.random.Generator) -> np.ndarray
     image_mod = optional_import("PIL.Image", extra="zoo")
     font = _open_font(source, int(rng.integers(22, 34)))
     arr = _draw(char, font, int(rng.integers(0, 3)))
-    img = image_mod.fromarray(arr).rotate(float(rng.uniform(-12, 12)),
-                                          resample=image_mod.BILINEAR)
+    img = image_mod.fromarray(arr).rotate(float(rng.uniform(-12, 12)), resample=image_mod.BILINEAR)
     box = img.getbbox() or (0, 0, 64, 64)
     glyph = img.crop(box)
     target = int(32 * rng.uniform(0.75, 0.95))
@@ -219,6 +226,7 @@ def _glyph_image(char: str, source: str, rng: np.random.Generator) -> np.ndarray
 
 # --- generated: procedural shapes ----------------------------------------------------------
 
+
 def _shapes(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng([seed, 11])
     y = rng.integers(0, 10, size=n)
@@ -231,8 +239,9 @@ def _shapes(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     return X, y.astype(np.int64)
 
 
-def _shape_image(label: int, yy: np.ndarray, xx: np.ndarray,
-                 rng: np.random.Generator) -> np.ndarray:
+def _shape_image(
+    label: int, yy: np.ndarray, xx: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     """Shape ``label`` at a random centre, size, angle and thickness on a 24x24 grid."""
     cy, cx = rng.uniform(8, 16, size=2)
     r = rng.uniform(4.5, 8.0)
@@ -254,20 +263,23 @@ _SHAPES: tuple[_ShapeFn, ...] = (
     lambda u, v, d, r, t: ((np.abs(u) <= t / 2) | (np.abs(v) <= t / 2)) & (d <= r),  # plus
     lambda u, v, d, r, t: (np.abs(u) <= t / 2) & (np.abs(v) <= r),  # bar
     lambda u, v, d, r, t: (np.abs(u) + np.abs(v)) <= r,  # diamond
-    lambda u, v, d, r, t: ((np.abs(u) <= t / 2) | (np.abs(v) <= t / 2)) & (d <= r)
-    & ((u >= -t / 2) & (v >= -t / 2)),  # corner ("L")
+    lambda u, v, d, r, t: (
+        ((np.abs(u) <= t / 2) | (np.abs(v) <= t / 2)) & (d <= r) & ((u >= -t / 2) & (v >= -t / 2))
+    ),  # corner ("L")
     lambda u, v, d, r, t: (np.abs(np.abs(u) - r * 0.45) <= t / 2) & (np.abs(v) <= r * 0.8),  # ||
 )
 
 
 # --- torchvision formats on disk -----------------------------------------------------------
 
+
 def _find(folder: Path, stem: str) -> Path:
     for cand in (folder / stem, folder / f"{stem}.gz"):
         if cand.is_file():
             return cand
-    raise SNEError(f"missing file {stem!r} (or {stem}.gz) in {folder} "
-                   "(expected torchvision's raw layout)")
+    raise SNEError(
+        f"missing file {stem!r} (or {stem}.gz) in {folder} (expected torchvision's raw layout)"
+    )
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -276,11 +288,12 @@ def _read_idx(path: Path) -> np.ndarray:
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise SNEError(f"{path}: not an IDX file of unsigned bytes (bad magic {raw[:4]!r})")
     ndim = raw[3]
-    dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(dims)):
-        raise SNEError(f"{path}: header says {dims} = {int(np.prod(dims))} values, "
-                       f"found {data.size}")
+        raise SNEError(
+            f"{path}: header says {dims} = {int(np.prod(dims))} values, found {data.size}"
+        )
     return data.reshape(dims)
 
 
@@ -288,18 +301,21 @@ def _idx_dataset(folder_name: str) -> Callable[[Path, int], Arrays]:
     def load(root: Path, size: int) -> Arrays:
         folder = root / folder_name / "raw"
         if not folder.is_dir():
-            raise SNEError(f"dataset folder {folder} not found (expected {folder_name}/raw "
-                           f"under root={root})")
+            raise SNEError(
+                f"dataset folder {folder} not found (expected {folder_name}/raw under root={root})"
+            )
         parts = []
         for split in ("train", "t10k"):
             images = _read_idx(_find(folder, f"{split}-images-idx3-ubyte"))
             labels = _read_idx(_find(folder, f"{split}-labels-idx1-ubyte"))
             if images.ndim != 3 or len(images) != len(labels):
-                raise SNEError(f"{folder}: {split} images {images.shape} do not match "
-                               f"labels {labels.shape}")
+                raise SNEError(
+                    f"{folder}: {split} images {images.shape} do not match labels {labels.shape}"
+                )
             X = _resize(images[:, None].astype(np.float32) / 255.0, size)
             parts += [X, labels.astype(np.int64)]
         return parts[0], parts[1], parts[2], parts[3]
+
     return load
 
 
@@ -308,8 +324,12 @@ class _CifarUnpickler(pickle.Unpickler):
     numpy arrays); any other global is refused, so a foreign pickle cannot run code."""
 
     _ALLOWED: ClassVar[set[tuple[str, str]]] = {
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+    }
 
     def find_class(self, module: str, name: str) -> object:
         if (module, name) in self._ALLOWED:
@@ -326,8 +346,9 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     except (pickle.UnpicklingError, AttributeError, EOFError, TypeError, ValueError) as exc:
         raise SNEError(f"{path}: not a CIFAR-10 python batch ({exc})") from None
     if data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(labels):
-        raise SNEError(f"{path}: expected data (N, 3072) and N labels, got {data.shape}, "
-                       f"{labels.shape}")
+        raise SNEError(
+            f"{path}: expected data (N, 3072) and N labels, got {data.shape}, {labels.shape}"
+        )
     rgb = data.reshape(-1, 3, 32, 32).astype(np.float32) / 255.0
     gray = rgb[:, 0] * 0.299 + rgb[:, 1] * 0.587 + rgb[:, 2] * 0.114
     return gray[:, None], labels
@@ -336,8 +357,9 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def _cifar10(root: Path, size: int) -> Arrays:
     folder = root / "cifar-10-batches-py"
     if not folder.is_dir():
-        raise SNEError(f"dataset folder {folder} not found (expected cifar-10-batches-py "
-                       f"under root={root})")
+        raise SNEError(
+            f"dataset folder {folder} not found (expected cifar-10-batches-py under root={root})"
+        )
     train = [_read_cifar_batch(_find(folder, f"data_batch_{i}")) for i in range(1, 6)]
     Xte, yte = _read_cifar_batch(_find(folder, "test_batch"))
     Xtr = np.concatenate([b[0] for b in train])
@@ -350,8 +372,11 @@ _ON_DISK: dict[str, Callable[[Path, int], Arrays]] = {
     "fashion_mnist": _idx_dataset("FashionMNIST"),
     "cifar10": _cifar10,
 }
-_ON_DISK_HINT = {"mnist": "MNIST/raw/", "fashion_mnist": "FashionMNIST/raw/",
-                 "cifar10": "cifar-10-batches-py/"}
+_ON_DISK_HINT = {
+    "mnist": "MNIST/raw/",
+    "fashion_mnist": "FashionMNIST/raw/",
+    "cifar10": "cifar-10-batches-py/",
+}
 
 DATASETS: dict[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = {
     "digits": lambda seed, n: _digits(),

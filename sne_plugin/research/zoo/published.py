@@ -38,25 +38,39 @@ from sne_plugin.readers.state_dict import read_state_dict
 from sne_plugin.research.zoo.store import BaseZoo
 from sne_plugin.weights import LayerKind, NetworkWeights
 
-__all__ = ["PublishedZoo", "SmallCNNZooNet", "load_model_zoo", "load_small_cnn_zoo",
-           "nfn_split_indices"]
+__all__ = [
+    "PublishedZoo",
+    "SmallCNNZooNet",
+    "load_model_zoo",
+    "load_small_cnn_zoo",
+    "nfn_split_indices",
+]
 
 
 class PublishedZoo(BaseZoo):
     """Records plus weights held in memory, for zoos read from published files."""
 
-    def __init__(self, records: list[dict[str, Any]], nets: dict[int | str, list[NetworkWeights]],
-                 hparam_keys: tuple[str, ...], source: str) -> None:
+    def __init__(
+        self,
+        records: list[dict[str, Any]],
+        nets: dict[int | str, list[NetworkWeights]],
+        hparam_keys: tuple[str, ...],
+        source: str,
+    ) -> None:
         self.records, self._nets, self.source = records, nets, source
         self.hparam_keys = hparam_keys
-        self.hparam_space = {k: sorted({str(r[k]) for r in records}) for k in hparam_keys
-                             if not all(_is_number(r.get(k)) for r in records)}
+        self.hparam_space = {
+            k: sorted({str(r[k]) for r in records})
+            for k in hparam_keys
+            if not all(_is_number(r.get(k)) for r in records)
+        }
 
     def weights(self, epoch: int | str = "final") -> list[NetworkWeights]:
         """The networks at ``epoch`` in record order (the epochs loaded: see ``epochs``)."""
         if epoch not in self._nets:
-            raise SNEError(f"{self.source}: no weights loaded for epoch {epoch!r}; "
-                           f"loaded: {list(self._nets)}")
+            raise SNEError(
+                f"{self.source}: no weights loaded for epoch {epoch!r}; loaded: {list(self._nets)}"
+            )
         return list(self._nets[epoch])
 
     @property
@@ -64,8 +78,9 @@ class PublishedZoo(BaseZoo):
         return list(self._nets)
 
     def _hparam_row(self, record: dict[str, Any]) -> list[float]:
-        return super()._hparam_row({k: (str(v) if k in self.hparam_space else v)
-                                    for k, v in record.items()})
+        return super()._hparam_row(
+            {k: (str(v) if k in self.hparam_space else v) for k, v in record.items()}
+        )
 
 
 def _is_number(v: object) -> bool:
@@ -77,6 +92,7 @@ def _is_number(v: object) -> bool:
 
 
 # --- Small CNN Zoo ----------------------------------------------------------------------------
+
 
 def nfn_split_indices(n: int) -> dict[str, list[int]]:
     """The split of NFN (Zhou et al. 2023) and later papers over the final checkpoints: the
@@ -102,8 +118,10 @@ def _read_layout(file: Path) -> list[tuple[str, int, tuple[int, ...]]]:
     for i, row in enumerate(rows):
         start = row.get("start_idx", row.get("offset"))
         if "varname" not in row or start is None or "shape" not in row:
-            raise SNEError(f"{file}, row {i + 2}: expected columns varname, start_idx (or "
-                           f"offset), shape; got {sorted(row)}")
+            raise SNEError(
+                f"{file}, row {i + 2}: expected columns varname, start_idx (or "
+                f"offset), shape; got {sorted(row)}"
+            )
         shape = tuple(int(x) for x in re.findall(r"\d+", row["shape"]))
         out.append((row["varname"], int(start), shape))
     return out
@@ -116,14 +134,15 @@ def _read_metrics(file: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def _tf_row_to_state(row: np.ndarray, layout: list[tuple[str, int, tuple[int, ...]]],
-                     where: str) -> dict[str, torch.Tensor]:
+def _tf_row_to_state(
+    row: np.ndarray, layout: list[tuple[str, int, tuple[int, ...]]], where: str
+) -> dict[str, torch.Tensor]:
     """Kernels and biases of one flattened row, in torch layout, as a state dict whose keys
     are ``<kernel name>.weight`` / ``.bias`` in layout order."""
     state: dict[str, torch.Tensor] = {}
     last: str | None = None
     for name, start, shape in layout:
-        t = torch.from_numpy(np.array(row[start: start + math.prod(shape)], dtype=np.float32))
+        t = torch.from_numpy(np.array(row[start : start + math.prod(shape)], dtype=np.float32))
         t = t.reshape(shape)
         if len(shape) == 1:
             if last is None or f"{last}.bias" in state:
@@ -141,8 +160,9 @@ def _tf_row_to_state(row: np.ndarray, layout: list[tuple[str, int, tuple[int, ..
     return state
 
 
-def load_small_cnn_zoo(path: str | os.PathLike[str], *, step: int | str = "final",
-                       split: str | None = None) -> PublishedZoo:
+def load_small_cnn_zoo(
+    path: str | os.PathLike[str], *, step: int | str = "final", split: str | None = None
+) -> PublishedZoo:
     """Unterthiner et al.'s Small CNN Zoo at checkpoint ``step`` (``"final"``: the largest).
 
     ``split`` (``"train"``, ``"val"``, ``"test"``) applies :func:`nfn_split_indices` to the
@@ -157,8 +177,10 @@ def load_small_cnn_zoo(path: str | os.PathLike[str], *, step: int | str = "final
         raise SNEError(f"missing weights.npy in {root} (expected a Small CNN Zoo folder)")
     data = np.load(root / "weights.npy", mmap_mode="r", allow_pickle=False)
     if data.ndim != 2 or len(data) != len(metrics):
-        raise SNEError(f"{root}: weights.npy has shape {data.shape} but metrics.csv.gz has "
-                       f"{len(metrics)} rows (expected one row each per checkpoint)")
+        raise SNEError(
+            f"{root}: weights.npy has shape {data.shape} but metrics.csv.gz has "
+            f"{len(metrics)} rows (expected one row each per checkpoint)"
+        )
     rows = _select_rows(metrics, data, step, root)
     if split is not None:
         parts = nfn_split_indices(len(rows))
@@ -166,14 +188,19 @@ def load_small_cnn_zoo(path: str | os.PathLike[str], *, step: int | str = "final
             raise SNEError(f"unknown split {split!r}; expected one of {list(parts)}")
         rows = [rows[i] for i in parts[split]]
     records = [_small_cnn_record(i, metrics[i]) for i in rows]
-    nets = [read_state_dict(_tf_row_to_state(data[i], layout, f"{root}, row {i}"),
-                            source=f"{root}/weights.npy[{i}]") for i in rows]
+    nets = [
+        read_state_dict(
+            _tf_row_to_state(data[i], layout, f"{root}, row {i}"), source=f"{root}/weights.npy[{i}]"
+        )
+        for i in rows
+    ]
     keys = tuple(sorted({k for r in records for k in r if k.startswith("hp.")}))
     return PublishedZoo(records, {"final": nets}, keys, str(root))
 
 
-def _select_rows(metrics: list[dict[str, str]], data: np.ndarray, step: int | str,
-                 root: Path) -> list[int]:
+def _select_rows(
+    metrics: list[dict[str, str]], data: np.ndarray, step: int | str, root: Path
+) -> list[int]:
     steps = [int(float(m["step"])) for m in metrics]
     wanted = max(steps) if step == "final" else int(step)
     rows = [i for i, s in enumerate(steps) if s == wanted]
@@ -183,14 +210,18 @@ def _select_rows(metrics: list[dict[str, str]], data: np.ndarray, step: int | st
 
 
 def _small_cnn_record(i: int, m: dict[str, str]) -> dict[str, Any]:
-    rec: dict[str, Any] = {"id": i, "step": int(float(m["step"])),
-                           "test_acc": float(m["test_accuracy"])}
+    rec: dict[str, Any] = {
+        "id": i,
+        "step": int(float(m["step"])),
+        "test_acc": float(m["test_accuracy"]),
+    }
     if "train_accuracy" in m:
         rec["train_acc"] = float(m["train_accuracy"])
     for k, v in m.items():
         if k.startswith("config."):
-            rec[k[len("config."):]] = rec[f"hp.{k[len('config.'):]}"] = (
-                float(v) if _is_number(v) else v)
+            rec[k[len("config.") :]] = rec[f"hp.{k[len('config.') :]}"] = (
+                float(v) if _is_number(v) else v
+            )
     return rec
 
 
@@ -199,11 +230,17 @@ class SmallCNNZooNet(nn.Module):
     global average pooling, one dense layer. Load it from NetworkWeights with
     :meth:`from_weights`."""
 
-    def __init__(self, channels: tuple[int, ...] = (1, 16, 16, 16), num_classes: int = 10,
-                 kernel: int = 3, activation: str = "relu") -> None:
+    def __init__(
+        self,
+        channels: tuple[int, ...] = (1, 16, 16, 16),
+        num_classes: int = 10,
+        kernel: int = 3,
+        activation: str = "relu",
+    ) -> None:
         super().__init__()
-        self.convs = nn.ModuleList(nn.Conv2d(a, b, kernel, stride=2)
-                                   for a, b in itertools.pairwise(channels))
+        self.convs = nn.ModuleList(
+            nn.Conv2d(a, b, kernel, stride=2) for a, b in itertools.pairwise(channels)
+        )
         self.head = nn.Linear(channels[-1], num_classes)
         self.act = {"relu": nn.ReLU(), "tanh": nn.Tanh()}.get(activation, nn.ReLU())
 
@@ -237,8 +274,10 @@ def _tf_same_pad(x: torch.Tensor, k: int, s: int) -> torch.Tensor:
 
 # --- Schürholt et al. Model Zoos ---------------------------------------------------------------
 
-def load_model_zoo(path: str | os.PathLike[str], *, epochs: tuple[int | str, ...] = ("final",)
-                   ) -> PublishedZoo:
+
+def load_model_zoo(
+    path: str | os.PathLike[str], *, epochs: tuple[int | str, ...] = ("final",)
+) -> PublishedZoo:
     """A Schürholt et al. model zoo: every sub-folder with a ``result.json`` is one model.
 
     Records carry ``id``, ``name`` (the folder), ``test_acc`` / ``train_acc`` at the last
@@ -266,9 +305,13 @@ def _model_zoo_entry(i: int, folder: Path) -> tuple[dict[str, Any], dict[int, Pa
         raise SNEError(f"{folder}/result.json: no results")
     acc = {int(r.get("epoch", r.get("training_iteration", n + 1))): r for n, r in enumerate(lines)}
     last = acc[max(acc)]
-    rec: dict[str, Any] = {"id": i, "name": folder.name, "final_epoch": max(acc),
-                           "test_acc": float(last.get("test_acc", last.get("test_accuracy"))),
-                           "acc_by_epoch": {e: r.get("test_acc") for e, r in acc.items()}}
+    rec: dict[str, Any] = {
+        "id": i,
+        "name": folder.name,
+        "final_epoch": max(acc),
+        "test_acc": float(last.get("test_acc", last.get("test_accuracy"))),
+        "acc_by_epoch": {e: r.get("test_acc") for e, r in acc.items()},
+    }
     if "train_acc" in last:
         rec["train_acc"] = float(last["train_acc"])
     params = folder / "params.json"
@@ -276,13 +319,15 @@ def _model_zoo_entry(i: int, folder: Path) -> tuple[dict[str, Any], dict[int, Pa
         for k, v in json.loads(params.read_text()).items():
             if isinstance(v, (int, float, str, bool)):
                 rec[k] = rec[f"hp.{k}"] = v
-    checkpoints = {int(p.parent.name.split("_")[-1]): p
-                   for p in folder.glob("checkpoint_*/checkpoints")}
+    checkpoints = {
+        int(p.parent.name.split("_")[-1]): p for p in folder.glob("checkpoint_*/checkpoints")
+    }
     return rec, checkpoints
 
 
-def _checkpoint_weights(folder: Path, checkpoints: dict[int, Path],
-                        epoch: int | str) -> NetworkWeights:
+def _checkpoint_weights(
+    folder: Path, checkpoints: dict[int, Path], epoch: int | str
+) -> NetworkWeights:
     if not checkpoints:
         raise SNEError(f"{folder}: no checkpoint_*/checkpoints files")
     e = max(checkpoints) if epoch == "final" else epoch

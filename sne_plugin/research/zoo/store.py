@@ -53,8 +53,9 @@ class BaseZoo:
         """One value per record, as float array (e.g. ``"test_acc"``, ``"train_acc"``)."""
         missing = [r.get("id") for r in self.records if key not in r]
         if missing:
-            raise SNEError(f"records {missing[:5]} have no {key!r}; "
-                           f"keys: {sorted(self.records[0])}")
+            raise SNEError(
+                f"records {missing[:5]} have no {key!r}; keys: {sorted(self.records[0])}"
+            )
         return np.array([float(r[key]) for r in self.records], dtype=np.float64)
 
     def hparams_matrix(self) -> np.ndarray:
@@ -102,8 +103,9 @@ class Zoo(BaseZoo):
 
     def __repr__(self) -> str:
         m = self.manifest
-        return (f"Zoo({str(self.path)!r}, arch={m['arch']!r}, dataset={m['dataset']!r}, "
-                f"n={len(self)})")
+        return (
+            f"Zoo({str(self.path)!r}, arch={m['arch']!r}, dataset={m['dataset']!r}, n={len(self)})"
+        )
 
     def weights(self, epoch: int | str = "final") -> list[NetworkWeights]:
         """Every model's weights at ``epoch`` (an int, or ``"final"``) in record order."""
@@ -115,8 +117,10 @@ def _epoch_of(record: dict[str, Any], epoch: int | str) -> int:
     if epoch == "final":
         return int(record["final_epoch"])
     if not isinstance(epoch, int) or epoch not in record["saved_epochs"]:
-        raise SNEError(f"model {record['id']}: no weights saved at epoch {epoch!r}; saved: "
-                       f"{record['saved_epochs']} or 'final'")
+        raise SNEError(
+            f"model {record['id']}: no weights saved at epoch {epoch!r}; saved: "
+            f"{record['saved_epochs']} or 'final'"
+        )
     return epoch
 
 
@@ -126,11 +130,15 @@ def load_state(record: dict[str, Any], epoch: int | str = "final") -> dict[str, 
     prefix = f"epoch{e}/"
     try:
         with np.load(record["weights_file"], allow_pickle=False) as npz:
-            return {k[len(prefix):]: torch.from_numpy(npz[k]) for k in npz.files
-                    if k.startswith(prefix)}
+            return {
+                k[len(prefix) :]: torch.from_numpy(npz[k])
+                for k in npz.files
+                if k.startswith(prefix)
+            }
     except (OSError, ValueError) as exc:
-        raise SNEError(f"cannot read weights of model {record['id']} from "
-                       f"{record['weights_file']}: {exc}") from None
+        raise SNEError(
+            f"cannot read weights of model {record['id']} from {record['weights_file']}: {exc}"
+        ) from None
 
 
 def _as_weights(template: ZooNet, record: dict[str, Any], epoch: int | str) -> NetworkWeights:
@@ -144,8 +152,12 @@ def build_module(record: dict[str, Any], epoch: int | str = "final") -> ZooNet:
     """The torch module of a zoo record with its weights at ``epoch`` loaded (eval mode)."""
     if "weights_file" not in record:
         raise SNEError("build_module needs a record from Zoo.records (it has no 'weights_file')")
-    net = build(record["arch"], record["activation"], input_shape=tuple(record["input_shape"]),
-                dropout=record["dropout"])
+    net = build(
+        record["arch"],
+        record["activation"],
+        input_shape=tuple(record["input_shape"]),
+        dropout=record["dropout"],
+    )
     net.load_state_dict(load_state(record, epoch))
     return net.eval()
 
@@ -157,6 +169,7 @@ def load_zoo(path: str | os.PathLike[str]) -> Zoo:
 
 # --- reading and writing ----------------------------------------------------------------------
 
+
 def read_manifest(path: Path) -> dict[str, Any]:
     file = path / "zoo.json"
     if not file.is_file():
@@ -166,8 +179,10 @@ def read_manifest(path: Path) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise SNEError(f"{file}: not valid JSON ({exc})") from None
     if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
-        raise SNEError(f"{file}: expected format {FORMAT!r} version {VERSION}, got "
-                       f"{manifest.get('format')!r} version {manifest.get('version')!r}")
+        raise SNEError(
+            f"{file}: expected format {FORMAT!r} version {VERSION}, got "
+            f"{manifest.get('format')!r} version {manifest.get('version')!r}"
+        )
     return dict(manifest)
 
 
@@ -218,10 +233,12 @@ class ZooWriter:
             old = read_manifest(self.path)
             diff = [k for k in manifest if k != "n_models" and old.get(k) != manifest[k]]
             if diff:
-                raise SNEError(f"{self.path} holds a zoo built with other settings "
-                               f"({', '.join(diff)}: "
-                               f"{[old.get(k) for k in diff]} != {[manifest[k] for k in diff]}); "
-                               "use another path")
+                raise SNEError(
+                    f"{self.path} holds a zoo built with other settings "
+                    f"({', '.join(diff)}: "
+                    f"{[old.get(k) for k in diff]} != {[manifest[k] for k in diff]}); "
+                    "use another path"
+                )
         text = json.dumps(manifest, indent=1).encode()
         _fsync_write(file.with_suffix(".json.tmp"), lambda f: f.write(text))
         os.replace(file.with_suffix(".json.tmp"), file)
@@ -252,9 +269,12 @@ class ZooWriter:
 def architecture_spec(arch: str, input_shape: Sequence[int]) -> dict[str, Any]:
     """Parameter names and shapes of ``arch`` (for the manifest)."""
     net = build(arch, input_shape=tuple(input_shape))  # type: ignore[arg-type]
-    return {"name": arch, "input_shape": list(input_shape),
-            "state": {k: list(v.shape) for k, v in net.state_dict().items()},
-            "num_params": sum(p.numel() for p in net.parameters())}
+    return {
+        "name": arch,
+        "input_shape": list(input_shape),
+        "state": {k: list(v.shape) for k, v in net.state_dict().items()},
+        "num_params": sum(p.numel() for p in net.parameters()),
+    }
 
 
 def jsonable(values: Iterable[Any]) -> list[Any]:

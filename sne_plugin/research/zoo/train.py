@@ -32,8 +32,18 @@ __all__ = ["HPARAM_KEYS", "ModelResult", "TrainJob", "init_model", "run_job", "s
 
 INITS = ("default", "kaiming_normal", "xavier_uniform", "orthogonal", "normal")
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
-HPARAM_KEYS = ("init", "init_scale", "optimizer", "lr", "l2", "dropout", "activation",
-               "train_fraction", "batch_size", "epochs")
+HPARAM_KEYS = (
+    "init",
+    "init_scale",
+    "optimizer",
+    "lr",
+    "l2",
+    "dropout",
+    "activation",
+    "train_fraction",
+    "batch_size",
+    "epochs",
+)
 # Ranges chosen for a wide, not bimodal accuracy spread (small_cnn on digits, 64 models:
 # quantiles 5%..95% listed in BENCHMARKS.md): the top of the old ranges and sigmoid nets
 # mostly ended at chance, the low ends give the partly trained middle.
@@ -44,9 +54,14 @@ _SIGMOID_WEIGHT = 0.15  # sigmoid nets mostly stay at chance here: sampled less 
 State = dict[str, torch.Tensor]
 
 
-def sample_hparams(seed: int, model_id: int, *, min_epochs: int, max_epochs: int,
-                   activations: tuple[str, ...] = ("relu", "tanh", "gelu", "sigmoid")
-                   ) -> dict[str, Any]:
+def sample_hparams(
+    seed: int,
+    model_id: int,
+    *,
+    min_epochs: int,
+    max_epochs: int,
+    activations: tuple[str, ...] = ("relu", "tanh", "gelu", "sigmoid"),
+) -> dict[str, Any]:
     """The hyperparameters of model ``model_id``; they depend only on ``(seed, model_id)``.
 
     >>> hp = sample_hparams(0, 3, min_epochs=4, max_epochs=8)
@@ -104,8 +119,13 @@ class ModelResult:
 
 # --- initialisation and data schedule -------------------------------------------------------
 
-def init_model(arch: str, hp: dict[str, Any], seed: int, input_shape: tuple[int, int, int],
-               ) -> ZooNet:
+
+def init_model(
+    arch: str,
+    hp: dict[str, Any],
+    seed: int,
+    input_shape: tuple[int, int, int],
+) -> ZooNet:
     """A network of ``arch`` initialised as ``hp`` says, deterministic in ``seed``."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
@@ -139,12 +159,15 @@ def batch_schedule(n_train: int, hp: dict[str, Any], seed: int) -> tuple[np.ndar
     k = min(n_train, max(bs, round(hp["train_fraction"] * n_train)))
     subset = rng.permutation(n_train)[:k]
     per_epoch = k // bs
-    epochs = [rng.permutation(subset)[: per_epoch * bs].reshape(per_epoch, bs)
-              for _ in range(int(hp["epochs"]))]
+    epochs = [
+        rng.permutation(subset)[: per_epoch * bs].reshape(per_epoch, bs)
+        for _ in range(int(hp["epochs"]))
+    ]
     return subset, np.concatenate(epochs) if epochs else np.zeros((0, bs), dtype=np.int64)
 
 
 # --- the job: data, training, evaluation ---------------------------------------------------
+
 
 def run_job(job: TrainJob) -> list[ModelResult]:
     """Train every model of ``job``; uses the vmap trainer where the architecture allows."""
@@ -158,9 +181,13 @@ def run_job(job: TrainJob) -> list[ModelResult]:
     return _results(job, nets[0], snaps, plans, (Xtr, ytr, Xte, yte))
 
 
-def _results(job: TrainJob, template: ZooNet, snaps: list[dict[int, State]],
-             plans: list[tuple[np.ndarray, np.ndarray]],
-             data: tuple[torch.Tensor, ...]) -> list[ModelResult]:
+def _results(
+    job: TrainJob,
+    template: ZooNet,
+    snaps: list[dict[int, State]],
+    plans: list[tuple[np.ndarray, np.ndarray]],
+    data: tuple[torch.Tensor, ...],
+) -> list[ModelResult]:
     Xtr, ytr, Xte, yte = data
     out = []
     for i, model_id in enumerate(job.ids):
@@ -193,6 +220,7 @@ def _snapshot(net: nn.Module) -> State:
 
 # --- one model at a time with torch.optim (BatchNorm, ViT; the reference) --------------------
 
+
 def make_optimizer(params: Any, hp: dict[str, Any]) -> torch.optim.Optimizer:
     """The ``torch.optim`` optimizer that ``hp`` names."""
     lr, wd = hp["lr"], hp["l2"]
@@ -203,15 +231,28 @@ def make_optimizer(params: Any, hp: dict[str, Any]) -> torch.optim.Optimizer:
     return torch.optim.RMSprop(params, lr=lr, weight_decay=wd)
 
 
-def _train_plain(nets: list[ZooNet], hparams: list[dict[str, Any]],
-                 plans: list[tuple[np.ndarray, np.ndarray]], X: torch.Tensor, y: torch.Tensor,
-                 seeds: list[int]) -> list[dict[int, State]]:
-    return [_train_one(net, hp, plan[1], X, y, seed)
-            for net, hp, plan, seed in zip(nets, hparams, plans, seeds)]
+def _train_plain(
+    nets: list[ZooNet],
+    hparams: list[dict[str, Any]],
+    plans: list[tuple[np.ndarray, np.ndarray]],
+    X: torch.Tensor,
+    y: torch.Tensor,
+    seeds: list[int],
+) -> list[dict[int, State]]:
+    return [
+        _train_one(net, hp, plan[1], X, y, seed)
+        for net, hp, plan, seed in zip(nets, hparams, plans, seeds)
+    ]
 
 
-def _train_one(net: ZooNet, hp: dict[str, Any], batches: np.ndarray, X: torch.Tensor,
-               y: torch.Tensor, seed: int) -> dict[int, State]:
+def _train_one(
+    net: ZooNet,
+    hp: dict[str, Any],
+    batches: np.ndarray,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    seed: int,
+) -> dict[int, State]:
     opt = make_optimizer(net.parameters(), hp)
     per_epoch = len(batches) // max(int(hp["epochs"]), 1)
     snaps = {0: _snapshot(net)}
@@ -229,6 +270,7 @@ def _train_one(net: ZooNet, hp: dict[str, Any], batches: np.ndarray, X: torch.Te
 
 
 # --- many models at once: vmap over stacked parameters ---------------------------------------
+
 
 class StackedOptimizer:
     """SGD (momentum 0.9), Adam and RMSprop on stacked parameters, each model its own
@@ -260,15 +302,17 @@ class StackedOptimizer:
             m.copy_(torch.where(keep & is_adam, new[1], m))
             v.copy_(torch.where(keep, torch.where(is_adam, new[2], new[3]), v))
 
-    def _moments(self, g: torch.Tensor, buf: torch.Tensor, m: torch.Tensor, v: torch.Tensor
-                 ) -> tuple[torch.Tensor, ...]:
+    def _moments(
+        self, g: torch.Tensor, buf: torch.Tensor, m: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
         """(momentum buffer, Adam's first and second moments, RMSprop's square average)."""
         new_buf = buf * 0.9 + g if self.t > 1 else g
         return new_buf, m.lerp(g, 0.1), v * 0.999 + g * g * 0.001, v * 0.99 + g * g * 0.01
 
-    def _steps(self, g: torch.Tensor, new: tuple[torch.Tensor, ...], lr: torch.Tensor
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        bc1, bc2 = 1 - 0.9 ** self.t, 1 - 0.999 ** self.t
+    def _steps(
+        self, g: torch.Tensor, new: tuple[torch.Tensor, ...], lr: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        bc1, bc2 = 1 - 0.9**self.t, 1 - 0.999**self.t
         adam = new[1] / (new[2].sqrt() / math.sqrt(bc2) + 1e-8) * (lr / bc1)
         rms = g / (new[3].sqrt() + 1e-8) * lr
         return lr * new[0], adam, rms
@@ -276,17 +320,20 @@ class StackedOptimizer:
 
 def _stack(nets: list[ZooNet]) -> State:
     names = [n for n, _ in nets[0].named_parameters()]
-    return {n: torch.stack([dict(net.named_parameters())[n].detach() for net in nets])
-            for n in names}
+    return {
+        n: torch.stack([dict(net.named_parameters())[n].detach() for net in nets]) for n in names
+    }
 
 
 def _model_forward(template: ZooNet) -> Callable[..., torch.Tensor]:
     """``f(params, x, mask)`` for one model: the template's body, the dropout mask, the head."""
+
     def f(params: State, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         body = {k[5:]: v for k, v in params.items() if k.startswith("body.")}
         head = {k[5:]: v for k, v in params.items() if k.startswith("head.")}
         feats = functional_call(template.body, body, (x,))
         return functional_call(template.head, head, (feats * mask,))
+
     return f
 
 
@@ -300,14 +347,20 @@ def _padded_schedule(plans: list[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.
     return torch.from_numpy(sched), steps
 
 
-def _train_vmap(nets: list[ZooNet], hparams: list[dict[str, Any]],
-                plans: list[tuple[np.ndarray, np.ndarray]], X: torch.Tensor, y: torch.Tensor,
-                seeds: list[int]) -> list[dict[int, State]]:
+def _train_vmap(
+    nets: list[ZooNet],
+    hparams: list[dict[str, Any]],
+    plans: list[tuple[np.ndarray, np.ndarray]],
+    X: torch.Tensor,
+    y: torch.Tensor,
+    seeds: list[int],
+) -> list[dict[int, State]]:
     params = _stack(nets)
     opt = StackedOptimizer(hparams, params)
     sched, steps = _padded_schedule(plans)
-    per_epoch = np.array([max(len(b) // max(hp["epochs"], 1), 1)
-                          for (_, b), hp in zip(plans, hparams)])
+    per_epoch = np.array(
+        [max(len(b) // max(hp["epochs"], 1), 1) for (_, b), hp in zip(plans, hparams)]
+    )
     drop = torch.tensor([hp["dropout"] for hp in hparams], dtype=torch.float32).view(-1, 1, 1)
     forward = vmap(_model_forward(nets[0]))
     n_feat = nets[0].head.in_features

@@ -25,10 +25,12 @@ def make_zoo(
 
 FAST: dict[str, Any] = {
     "statnn": lambda: StatNNRegressor(n_estimators=60, min_samples_leaf=5, random_state=0),
-    "flat_mlp": lambda: FlatMLPRegressor(hidden=(32,), epochs=40, lr=3e-3, random_state=0,
-                                         device="cpu"),
-    "deepsets": lambda: DeepSetsRegressor(width=16, epochs=25, lr=5e-3, random_state=0,
-                                          device="cpu"),
+    "flat_mlp": lambda: FlatMLPRegressor(
+        hidden=(32,), epochs=40, lr=3e-3, random_state=0, device="cpu"
+    ),
+    "deepsets": lambda: DeepSetsRegressor(
+        width=16, epochs=25, lr=5e-3, random_state=0, device="cpu"
+    ),
 }
 
 

@@ -73,8 +73,9 @@ def test_pickle_and_joblib_round_trip(name, fitted, small_zoo, tmp_path):
     expected = model.predict(small_zoo[0])
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(model)).predict(small_zoo[0]), expected)
     joblib.dump(model, tmp_path / "model.joblib")
-    np.testing.assert_array_equal(joblib.load(tmp_path / "model.joblib").predict(small_zoo[0]),
-                                  expected)
+    np.testing.assert_array_equal(
+        joblib.load(tmp_path / "model.joblib").predict(small_zoo[0]), expected
+    )
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -15,8 +15,23 @@ def test_smoke_bench_writes_tables(smoke_cache: Path, tmp_path: Path) -> None:
     out = tmp_path / "BENCH.md"
     out.write_text(f"# Title\n\nkept above\n\n{BEGIN}\nold\n{END}\n\n## Other\nkept below\n")
     png = tmp_path / "docs" / "bench_scatter.png"
-    rc = main(["bench", "--smoke", "--seeds", "1", "--out", str(out), "--png", str(png),
-               "--cache", str(smoke_cache), "--workers", "1", "--quiet"])
+    rc = main(
+        [
+            "bench",
+            "--smoke",
+            "--seeds",
+            "1",
+            "--out",
+            str(out),
+            "--png",
+            str(png),
+            "--cache",
+            str(smoke_cache),
+            "--workers",
+            "1",
+            "--quiet",
+        ]
+    )
     assert rc == 0
     text = out.read_text()
     assert "kept above" in text and "kept below" in text and "\nold\n" not in text
@@ -33,8 +48,18 @@ def test_smoke_bench_writes_tables(smoke_cache: Path, tmp_path: Path) -> None:
 
 
 def test_unknown_method(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    rc = main(["bench", "--smoke", "--methods", "statn", "--cache", str(tmp_path),
-               "--out", str(tmp_path / "B.md")])
+    rc = main(
+        [
+            "bench",
+            "--smoke",
+            "--methods",
+            "statn",
+            "--cache",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "B.md"),
+        ]
+    )
     assert rc == 2
     assert "unknown method 'statn'; did you mean 'statnn'?" in capsys.readouterr().err
 

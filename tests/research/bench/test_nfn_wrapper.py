@@ -23,8 +23,9 @@ def _permute_hidden(net: NetworkWeights, seed: int) -> NetworkWeights:
     perm = torch.randperm(net.layers[0].weight.shape[0], generator=gen)
     l0, l1, *rest = net.layers
     assert l0.bias is not None
-    return net.with_layers([l0.replace(l0.weight[perm], l0.bias[perm]),
-                            l1.replace(l1.weight[:, perm], l1.bias), *rest])
+    return net.with_layers(
+        [l0.replace(l0.weight[perm], l0.bias[perm]), l1.replace(l1.weight[:, perm], l1.bias), *rest]
+    )
 
 
 @pytest.mark.parametrize("mode", ["np", "hnp"])

@@ -21,8 +21,9 @@ def test_generated_shapes_and_determinism(name: str) -> None:
 
 
 def test_seed_changes_generated_data() -> None:
-    assert not np.array_equal(load_dataset("shapes", n=50, seed=0)[0],
-                              load_dataset("shapes", n=50, seed=1)[0])
+    assert not np.array_equal(
+        load_dataset("shapes", n=50, seed=0)[0], load_dataset("shapes", n=50, seed=1)[0]
+    )
 
 
 def test_unknown_dataset_suggests() -> None:
@@ -39,8 +40,9 @@ def _idx(path, arr: np.ndarray, gz: bool = False) -> None:
     path.write_bytes(data)
 
 
-@pytest.mark.parametrize(("name", "folder"),
-                         [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")])
+@pytest.mark.parametrize(
+    ("name", "folder"), [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")]
+)
 def test_mnist_idx_files(tmp_path, name: str, folder: str) -> None:
     raw = tmp_path / folder / "raw"
     raw.mkdir(parents=True)
@@ -68,8 +70,10 @@ def test_cifar_batches(tmp_path) -> None:
     folder.mkdir()
     rng = np.random.default_rng(0)
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {b"data": rng.integers(0, 256, size=(4, 3072), dtype=np.uint8),
-                 b"labels": [1, 2, 3, 4]}
+        batch = {
+            b"data": rng.integers(0, 256, size=(4, 3072), dtype=np.uint8),
+            b"labels": [1, 2, 3, 4],
+        }
         (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
     X, y, Xt, _ = load_dataset("cifar10", root=tmp_path)
     assert X.shape == (20, 1, 8, 8) and Xt.shape == (4, 1, 8, 8) and y[:4].tolist() == [1, 2, 3, 4]

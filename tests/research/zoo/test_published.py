@@ -28,9 +28,15 @@ def _write_small_cnn_zoo(root, nets: list[SmallCNNZooNet], steps: list[int]) -> 
                 parts.append(t.contiguous().numpy().ravel())
                 if len(layout) < 8:
                     start = sum(len(p) for p in parts[:-1])
-                    layout.append({"varname": name, "start_idx": start,
-                                   "end_idx": start + t.numel(), "size": t.numel(),
-                                   "shape": str(tuple(t.shape))})
+                    layout.append(
+                        {
+                            "varname": name,
+                            "start_idx": start,
+                            "end_idx": start + t.numel(),
+                            "size": t.numel(),
+                            "shape": str(tuple(t.shape)),
+                        }
+                    )
         rows.append(np.concatenate(parts))
     np.save(root / "weights.npy", np.stack(rows))
     with open(root / "layout.csv", "w", newline="") as f:
@@ -39,11 +45,29 @@ def _write_small_cnn_zoo(root, nets: list[SmallCNNZooNet], steps: list[int]) -> 
         w.writerows(layout)
     with gzip.open(root / "metrics.csv.gz", "wt", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["modeldir", "step", "test_accuracy", "train_accuracy", "config.activation",
-                    "config.learning_rate", "config.optimizer"])
+        w.writerow(
+            [
+                "modeldir",
+                "step",
+                "test_accuracy",
+                "train_accuracy",
+                "config.activation",
+                "config.learning_rate",
+                "config.optimizer",
+            ]
+        )
         for i, s in enumerate(steps):
-            w.writerow([f"m{i // 2}", s, 0.1 + 0.01 * i, 0.2, "relu", 1e-3 * (i + 1),
-                        "adam" if i % 2 else "sgd"])
+            w.writerow(
+                [
+                    f"m{i // 2}",
+                    s,
+                    0.1 + 0.01 * i,
+                    0.2,
+                    "relu",
+                    1e-3 * (i + 1),
+                    "adam" if i % 2 else "sgd",
+                ]
+            )
 
 
 def test_small_cnn_zoo_forward_matches(tmp_path) -> None:
@@ -80,8 +104,9 @@ def test_model_zoo_folders(tmp_path) -> None:
     torch.manual_seed(0)
     for m in range(3):
         folder = tmp_path / f"NN_tune_{m:05d}"
-        net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten(),
-                                  torch.nn.Linear(4 * 36, 10))
+        net = torch.nn.Sequential(
+            torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 36, 10)
+        )
         for epoch in (0, 5):
             ck = folder / f"checkpoint_{epoch:06d}"
             ck.mkdir(parents=True)

@@ -22,8 +22,16 @@ TINY = {"n": 200}
 @pytest.fixture(scope="module")
 def zoo(tmp_path_factory):
     path = tmp_path_factory.mktemp("zoo") / "z"
-    return build_zoo(path, arch="mlp_w16", n_models=8, epochs=(0, 1), max_epochs=2,
-                     workers=1, progress=False, dataset_args=TINY)
+    return build_zoo(
+        path,
+        arch="mlp_w16",
+        n_models=8,
+        epochs=(0, 1),
+        max_epochs=2,
+        workers=1,
+        progress=False,
+        dataset_args=TINY,
+    )
 
 
 def test_records_and_api(zoo) -> None:
@@ -56,8 +64,16 @@ def test_missing_epoch(zoo) -> None:
 
 def test_resume_with_other_settings_refused(zoo) -> None:
     with pytest.raises(SNEError, match="other settings"):
-        build_zoo(zoo.path, arch="mlp", n_models=8, epochs=(0, 1), max_epochs=2, workers=1,
-                  progress=False, dataset_args=TINY)
+        build_zoo(
+            zoo.path,
+            arch="mlp",
+            n_models=8,
+            epochs=(0, 1),
+            max_epochs=2,
+            workers=1,
+            progress=False,
+            dataset_args=TINY,
+        )
 
 
 def test_not_a_zoo(tmp_path) -> None:
@@ -103,9 +119,24 @@ def test_cli_build_and_info(tmp_path, capsys) -> None:
 
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())
-    args = parser.parse_args(["zoo", "build", str(tmp_path / "c"), "--arch", "mlp_w16",
-                              "--n-models", "2", "--workers", "1", "--epochs", "0,1",
-                              "--max-epochs", "1", "--quiet"])
+    args = parser.parse_args(
+        [
+            "zoo",
+            "build",
+            str(tmp_path / "c"),
+            "--arch",
+            "mlp_w16",
+            "--n-models",
+            "2",
+            "--workers",
+            "1",
+            "--epochs",
+            "0,1",
+            "--max-epochs",
+            "1",
+            "--quiet",
+        ]
+    )
     assert args.func(args) == 0
     args = parser.parse_args(["zoo", "info", str(tmp_path / "c")])
     assert args.func(args) == 0

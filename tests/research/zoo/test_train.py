@@ -20,8 +20,15 @@ from sne_plugin.research.zoo.train import (
 
 
 def _hps(n: int, activation: str = "tanh") -> list[dict]:
-    hps = [dict(sample_hparams(0, i, min_epochs=1, max_epochs=1), batch_size=32, dropout=0.0,
-                activation=activation) for i in range(n)]
+    hps = [
+        dict(
+            sample_hparams(0, i, min_epochs=1, max_epochs=1),
+            batch_size=32,
+            dropout=0.0,
+            activation=activation,
+        )
+        for i in range(n)
+    ]
     for i, hp in enumerate(hps):
         hp["optimizer"] = ("sgd", "adam", "rmsprop")[i % 3]
     return hps
@@ -76,10 +83,12 @@ def test_vmap_training_equals_reference(arch: str) -> None:
     hps = [hp for hp in _hps(6) if hp["optimizer"] != "rmsprop"]  # rmsprop amplifies float noise
     seeds = list(range(len(hps)))
     plans = [batch_schedule(len(X), hp, s) for hp, s in zip(hps, seeds)]
-    fast = _train_vmap([init_model(arch, hp, s, (1, 8, 8)) for hp, s in zip(hps, seeds)],
-                       hps, plans, X, y, seeds)
-    ref = _train_plain([init_model(arch, hp, s, (1, 8, 8)) for hp, s in zip(hps, seeds)],
-                       hps, plans, X, y, seeds)
+    fast = _train_vmap(
+        [init_model(arch, hp, s, (1, 8, 8)) for hp, s in zip(hps, seeds)], hps, plans, X, y, seeds
+    )
+    ref = _train_plain(
+        [init_model(arch, hp, s, (1, 8, 8)) for hp, s in zip(hps, seeds)], hps, plans, X, y, seeds
+    )
     for a, b in zip(fast, ref):
         assert a.keys() == b.keys() == {0, 1}
         for k in a[1]:
