@@ -114,3 +114,13 @@ def test_verbose_auto_shows_the_bar_once_a_fit_runs_long(hidden_zoo, capsys, mon
     monkeypatch.setattr("sne_plugin.regressor._AUTO_AFTER_S", 0.0)  # every fit counts as long
     SNERegressor(**{**FAST, "epochs": 3}).fit(nets[:8], target[:8])
     assert "SNE fit" in capsys.readouterr().err
+
+
+def test_a_pipeline_passes_side_inputs_to_fit_and_predict(hidden_zoo) -> None:  # type: ignore[no-untyped-def]
+    from sklearn.pipeline import Pipeline
+
+    nets, target, hint = hidden_zoo
+    side = hint[:, None]
+    pipe = Pipeline([("sne", SNERegressor(**{**FAST, "epochs": 2}))])
+    pipe.fit(nets[:16], target[:16], sne__side=side[:16])
+    assert pipe.predict(nets[16:20], side=side[16:20]).shape == (4,)

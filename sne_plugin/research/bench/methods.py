@@ -1,4 +1,5 @@
-"""Benchmark methods: SNE, the weight-space baselines, and two side-information baselines.
+"""Benchmark methods: SNE (weights alone and with side inputs), the weight-space baselines,
+and the baselines a search has for free (hyperparameters, learning curve, side inputs).
 
 Every method is fitted on a task's training data and scored on its test data; a method that
 cannot take a task answers with the reason (shown as "n/a" in the tables). Estimators use
@@ -26,8 +27,23 @@ from sne_plugin.research.util import lookup
 __all__ = ["EPOCH_CAPS", "METHODS", "MethodResult", "MethodSpec", "run_method", "select_methods"]
 
 EPOCH_CAPS: dict[str, dict[str, int]] = {
-    "smoke": {"sne": 2, "sne_light": 2, "deepsets": 2, "flatmlp": 2, "nfn_np": 2, "nfn_hnp": 2},
-    "small": {"sne": 20, "sne_light": 20, "deepsets": 20, "nfn_np": 15, "nfn_hnp": 15},
+    "smoke": {
+        "sne": 2,
+        "sne_light": 2,
+        "sne_side": 2,
+        "deepsets": 2,
+        "flatmlp": 2,
+        "nfn_np": 2,
+        "nfn_hnp": 2,
+    },
+    "small": {
+        "sne": 20,
+        "sne_light": 20,
+        "sne_side": 20,
+        "deepsets": 20,
+        "nfn_np": 15,
+        "nfn_hnp": 15,
+    },
     "full": {},
 }
 """Per profile, the most training epochs of the torch methods (absent: the default)."""
@@ -43,7 +59,7 @@ class MethodSpec:
     name: str
     label: str
     make: Callable[[int, int | None], Any]
-    inputs: str = "weights"  # "weights", "hparams" or "curve"
+    inputs: str = "weights"  # "weights", "hparams", "curve", "side" or "weights+side"
     same_arch_only: bool = False
     nfn: bool = False
 
@@ -51,6 +67,8 @@ class MethodSpec:
         """Why this method cannot run on ``task`` (``None`` when it can)."""
         if self.inputs == "curve" and task.kind != "early":
             return "the accuracy at the weights' epoch is the target itself"
+        if self.inputs == "side" and task.kind != "early":
+            return "the side inputs are the hyperparameters here: see Hyperparameters (HGB)"
         if self.same_arch_only and not data.same_arch:
             return "needs one fixed architecture"
         if self.nfn:
@@ -134,6 +152,15 @@ def _specs() -> list[MethodSpec]:
         MethodSpec(
             "curve", "Learning curve (acc so far)", lambda s, e: _CurveBaseline(), inputs="curve"
         ),
+        # What a search knows for free, beside the weights (see side_inputs): alone, and
+        # entering SNE's head next to the network embedding.
+        MethodSpec("side", "Side inputs alone (HGB)", _hgb, inputs="side"),
+        MethodSpec(
+            "sne_side",
+            "SNE + side inputs",
+            _torch("sne_plugin.SNERegressor", device="cpu"),
+            inputs="weights+side",
+        ),
     ]
 
 
@@ -145,12 +172,31 @@ def select_methods(names: list[str] | None = None) -> list[MethodSpec]:
     return [lookup(METHODS, n, "method") for n in names] if names else list(METHODS.values())
 
 
-def _inputs(method: MethodSpec, data: TaskData) -> tuple[Any, Any]:
+def side_inputs(data: TaskData, early: bool) -> tuple[np.ndarray, np.ndarray]:
+    """What a search knows beside the weights: the hyperparameters, and on early tasks the
+    accuracy at the weights' epoch (elsewhere that accuracy is the target itself)."""
+    if not early:
+        return data.H_train, data.H_test
+    return np.c_[data.curve_train, data.H_train], np.c_[data.curve_test, data.H_test]
+
+
+def _inputs(method: MethodSpec, task: TaskSpec, data: TaskData) -> tuple[Any, Any]:
     if method.inputs == "hparams":
         return data.H_train, data.H_test
     if method.inputs == "curve":
         return data.curve_train, data.curve_test
+    if method.inputs == "side":
+        return side_inputs(data, task.kind == "early")
     return data.X_train, data.X_test
+
+
+def _side_kwargs(
+    method: MethodSpec, task: TaskSpec, data: TaskData
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    if method.inputs != "weights+side":
+        return {}, {}
+    train, test = side_inputs(data, task.kind == "early")
+    return {"side": train}, {"side": test}
 
 
 def run_method(
@@ -161,12 +207,13 @@ def run_method(
     if reason:
         return MethodResult(task.name, method.name, seed, {}, na=reason)
     est = method.make(seed, EPOCH_CAPS.get(profile, {}).get(method.name))
-    X_train, X_test = _inputs(method, data)
+    X_train, X_test = _inputs(method, task, data)
+    fit_kw, predict_kw = _side_kwargs(method, task, data)
     start = time.perf_counter()
-    est.fit(X_train, data.y_train)
+    est.fit(X_train, data.y_train, **fit_kw)
     fit_s = time.perf_counter() - start
     start = time.perf_counter()
-    pred = np.asarray(est.predict(X_test), dtype=float)
+    pred = np.asarray(est.predict(X_test, **predict_kw), dtype=float)
     rate = len(data.y_test) / max(time.perf_counter() - start, 1e-9)
     return MethodResult(
         task.name, method.name, seed, scores(data.y_test, pred), fit_s, rate, data.y_test, pred
