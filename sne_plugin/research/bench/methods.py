@@ -119,10 +119,12 @@ class _CurveBaseline:
 
 def _specs() -> list[MethodSpec]:
     return [
-        MethodSpec("sne", "SNE", _torch("sne_plugin.SNERegressor", device="cpu")),
+        MethodSpec("sne", "SNE", _torch("sne_plugin.SNERegressor", device="cpu", verbose=False)),
         # The cheaper setting for CPUs: half the width, one head, chunks of 64.
         MethodSpec(
-            "sne_light", "SNE light", _torch("sne_plugin.SNERegressor", device="cpu", **LIGHT)
+            "sne_light",
+            "SNE light",
+            _torch("sne_plugin.SNERegressor", device="cpu", verbose=False, **LIGHT),
         ),
         MethodSpec("statnn", "StatNN", _torch("sne_plugin.research.baselines.StatNNRegressor")),
         MethodSpec(
@@ -158,7 +160,7 @@ def _specs() -> list[MethodSpec]:
         MethodSpec(
             "sne_side",
             "SNE + side inputs",
-            _torch("sne_plugin.SNERegressor", device="cpu"),
+            _torch("sne_plugin.SNERegressor", device="cpu", verbose=False),
             inputs="weights+side",
         ),
     ]
