@@ -115,9 +115,10 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda[:N]"``.
     threads:
         Torch CPU threads while fitting and predicting (torch's own setting is restored
-        after); ``None`` leaves torch's setting alone. Default 1: on a busy 2-core machine
-        an epoch with torch's default threads took several times longer than with one
-        (``python -m sne_plugin.research.bench.threads``); run processes for parallel work.
+        after); ``None`` leaves torch's setting alone. Default 1: beside two busy processes
+        on 2 cores, 2 threads took 1.4x as long per epoch and 1.6x per prediction, and idle
+        they fitted no faster (``python -m sne_plugin.research.bench.threads``); run
+        processes for parallel work.
     random_state, verbose, warm_start:
         Seed (same seed, data and machine: same predictions); the progress bar over epochs
         (loss, validation tau): ``"auto"`` (default) shows it once a fit has run for more
