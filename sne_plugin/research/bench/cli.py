@@ -33,7 +33,13 @@ def register(subparsers: Any) -> None:
     p.set_defaults(profile="small", func=main)
     p.add_argument("--out", default="BENCHMARKS.md", help="markdown file to update")
     p.add_argument("--png", default="docs/bench_scatter.png", help="scatter plot path")
-    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--seeds", type=int, default=3, help="how many seeds (default 3)")
+    p.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="seeds are first-seed ... first-seed+seeds-1 (default 0): replicate on fresh seeds",
+    )
     p.add_argument("--tasks", nargs="+", help="task names (default: all of the profile)")
     p.add_argument("--methods", nargs="+", help="method names (default: all)")
     p.add_argument("--cache", default="runs/bench", help="folder of cached zoos")
@@ -58,9 +64,18 @@ def main(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     if args.seeds < 1 or args.workers < 1:
         raise SNEError(f"expected --seeds and --workers >= 1, got {args.seeds} and {args.workers}")
+    if args.first_seed < 0:
+        raise SNEError(f"expected --first-seed >= 0, got {args.first_seed}")
     tasks = select_tasks(args.profile, args.tasks)
     config = BenchConfig(
-        args.profile, args.tasks, args.methods, args.seeds, args.cache, args.workers, not args.quiet
+        args.profile,
+        args.tasks,
+        args.methods,
+        args.seeds,
+        args.cache,
+        args.workers,
+        not args.quiet,
+        args.first_seed,
     )
     results, zoo_s = run_benchmark(config)
     methods = config.methods or []

@@ -32,6 +32,7 @@ class BenchConfig:
     cache: str = "runs/bench"
     workers: int = 2
     progress: bool = True
+    first_seed: int = 0  # seeds are first_seed ... first_seed + seeds - 1
 
 
 def _unit(config: BenchConfig, task_name: str, seed: int) -> list[MethodResult]:
@@ -67,7 +68,8 @@ def run_benchmark(config: BenchConfig) -> tuple[list[MethodResult], float]:
     config.methods = [m.name for m in methods]
     Path(config.cache).mkdir(parents=True, exist_ok=True)
     zoo_s = build_zoos(config, tasks)
-    units = [(t.name, s) for s in range(config.seeds) for t in tasks]
+    seeds = range(config.first_seed, config.first_seed + config.seeds)
+    units = [(t.name, s) for s in seeds for t in tasks]
     if config.workers <= 1:
         return [r for u in units for r in _unit(config, *u)], zoo_s
     ctx = get_context("spawn")

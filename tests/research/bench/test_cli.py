@@ -67,3 +67,5 @@ def test_unknown_method(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> N
 def test_bad_seeds(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert main(["bench", "--smoke", "--seeds", "0", "--cache", str(tmp_path)]) == 2
     assert "expected --seeds and --workers >= 1, got 0 and 2" in capsys.readouterr().err
+    assert main(["bench", "--smoke", "--first-seed", "-1", "--cache", str(tmp_path)]) == 2
+    assert "expected --first-seed >= 0, got -1" in capsys.readouterr().err
