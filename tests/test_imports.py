@@ -7,10 +7,10 @@ import re
 from pathlib import Path
 
 import pytest
-import tomllib
 
 from sne_plugin._imports import optional_import
 
+tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 ROOT = Path(__file__).resolve().parents[1]
 # Import names whose distribution on PyPI is called otherwise.
 DISTRIBUTION = {"PIL": "pillow"}

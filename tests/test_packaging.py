@@ -3,9 +3,11 @@ install) holds all of it."""
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
+import pytest
+
+tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 ROOT = Path(__file__).resolve().parents[1]
 
 
