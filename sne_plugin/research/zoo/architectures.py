@@ -95,6 +95,28 @@ def _cnn(
     return make
 
 
+class _Rows(nn.Module):
+    """``(B, C, H, W)`` images as ``(B, C * H, W)`` sequences: each column a time step."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1, 2)
+
+
+def _conv1d(
+    channels: Sequence[int], strides: Sequence[int], kernel: int = 3
+) -> Callable[[str, InputShape], tuple[nn.Module, int]]:
+    def make(activation: str, shape: InputShape) -> tuple[nn.Module, int]:
+        layers: list[nn.Module] = [_Rows()]
+        c_in = shape[0] * shape[1]
+        for c, s in zip(channels, strides):
+            layers += [nn.Conv1d(c_in, c, kernel, stride=s, padding=kernel // 2), _act(activation)]
+            c_in = c
+        layers += [nn.AdaptiveAvgPool1d(1), nn.Flatten()]
+        return nn.Sequential(*layers), c_in
+
+    return make
+
+
 class _ResBlock(nn.Module):
     def __init__(self, channels: int, activation: str) -> None:
         super().__init__()
@@ -184,6 +206,11 @@ def _specs() -> dict[str, ArchSpec]:
             _cnn((16, 16, 16), s3, batchnorm=True),
             vmappable=False,
             description="small_cnn with BatchNorm after each conv",
+        ),
+        ArchSpec(
+            "conv1d",
+            _conv1d((24, 24), (1, 2)),
+            description="image rows as channels, columns as time: 2 Conv1d (k3) x24, mean, dense",
         ),
         ArchSpec("mlp", _mlp((32, 32)), description="MLP 64-32-32-10"),
         ArchSpec("mlp_w16", _mlp((16, 16)), description="MLP 64-16-16-10"),

@@ -35,9 +35,13 @@ from sne_plugin.research.zoo.store import (
     load_zoo,
 )
 from sne_plugin.research.zoo.train import (
+    CLASSIC_OPTIMIZERS,
     HPARAM_KEYS,
     INITS,
+    META_HPARAM_KEYS,
     OPTIMIZERS,
+    SCHEDULES,
+    SPACES,
     ModelResult,
     TrainJob,
     run_job,
@@ -61,16 +65,19 @@ def build_zoo(
     group_size: int = 64,
     dataset_args: dict[str, Any] | None = None,
     activations: Sequence[str] = tuple(ACTIVATIONS),
+    space: str = "classic",
 ) -> Zoo:
     """Build (or resume) a zoo of ``n_models`` networks at ``path`` and return it.
 
     Each model trains for its own number of epochs, drawn from ``max(epochs)`` to
     ``max_epochs`` (default ``2 * max(epochs)``); weights are saved at ``epochs`` and at its
     final epoch. ``workers`` processes train groups of up to ``group_size`` models (1: in this
-    process). An existing folder built with the same settings is resumed.
+    process). An existing folder built with the same settings is resumed. ``space``: the
+    hyperparameter space, ``"classic"`` or ``"meta"`` (schedules, AdamW, label smoothing; see
+    :mod:`sne_plugin.research.zoo.train`).
     """
     manifest = _manifest(
-        arch, dataset, n_models, epochs, seed, max_epochs, dataset_args, activations
+        arch, dataset, n_models, epochs, seed, max_epochs, dataset_args, activations, space
     )
     writer = ZooWriter(Path(path), manifest)
     jobs = plan_jobs(manifest, group_size)
@@ -100,8 +107,11 @@ def _manifest(
     max_epochs: int | None,
     dataset_args: dict[str, Any] | None,
     activations: Sequence[str],
+    space: str = "classic",
 ) -> dict[str, Any]:
     lookup(ARCHITECTURES, arch, "architecture")
+    if space not in SPACES:
+        raise SNEError(f"expected space in {SPACES}, got {space!r}")
     lookup(DATASETS, dataset, "dataset")
     for a in activations:
         lookup(ACTIVATIONS, a, "activation")
@@ -114,7 +124,15 @@ def _manifest(
         raise SNEError(f"max_epochs={max_epochs} is below the largest saved epoch {top}")
     args = dict(dataset_args or {})
     X = load_dataset(dataset, seed=seed, **args)[0]
-    return {
+    meta = space == "meta"
+    hparam_space: dict[str, list[str]] = {
+        "init": list(INITS),
+        "optimizer": list(OPTIMIZERS if meta else CLASSIC_OPTIMIZERS),
+        "activation": list(activations),
+    }
+    if meta:
+        hparam_space["schedule"] = list(SCHEDULES)
+    manifest = {
         "format": FORMAT,
         "version": VERSION,
         "arch": arch,
@@ -127,13 +145,12 @@ def _manifest(
         "max_epochs": max_epochs,
         "input_shape": list(X.shape[1:]),
         "architecture": architecture_spec(arch, X.shape[1:]),
-        "hparam_keys": list(HPARAM_KEYS),
-        "hparam_space": {
-            "init": list(INITS),
-            "optimizer": list(OPTIMIZERS),
-            "activation": list(activations),
-        },
+        "hparam_keys": list(META_HPARAM_KEYS if meta else HPARAM_KEYS),
+        "hparam_space": hparam_space,
     }
+    if meta:  # classic manifests stay as they were, so their zoos resume
+        manifest["space"] = space
+    return manifest
 
 
 def plan_jobs(manifest: dict[str, Any], group_size: int = 64) -> list[TrainJob]:
@@ -146,6 +163,7 @@ def plan_jobs(manifest: dict[str, Any], group_size: int = 64) -> list[TrainJob]:
             min_epochs=manifest["min_epochs"],
             max_epochs=manifest["max_epochs"],
             activations=tuple(manifest["hparam_space"]["activation"]),
+            space=manifest.get("space", "classic"),
         )
         for i in range(manifest["n_models"])
     ]

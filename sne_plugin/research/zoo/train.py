@@ -9,7 +9,12 @@ Both use the same initialisation, the same minibatch schedule and the same updat
 Conventions: a model trains on a random subset of ``train_fraction`` of the training set;
 one epoch is ``len(subset) // batch_size`` steps (the last partial batch dropped) over a
 fresh permutation of the subset; dropout acts on the features before the head; L2 is
-``weight_decay`` as in ``torch.optim`` (added to the gradient); SGD uses momentum 0.9.
+``weight_decay`` as in ``torch.optim`` (added to the gradient; AdamW's is decoupled, as in
+``torch.optim.AdamW``); SGD uses momentum 0.9.
+
+Two hyperparameter spaces (:data:`SPACES`): ``"classic"`` (constant learning rate, no label
+smoothing; the zoos of the benchmark) and ``"meta"`` (the pretraining meta-zoo: AdamW too, a
+learning-rate schedule per model, :func:`lr_factor`, and label smoothing).
 """
 
 from __future__ import annotations
@@ -28,10 +33,24 @@ from torch.func import functional_call, vmap
 from sne_plugin.research.zoo.architectures import ARCHITECTURES, ZooNet, build
 from sne_plugin.research.zoo.datasets import load_dataset
 
-__all__ = ["HPARAM_KEYS", "ModelResult", "TrainJob", "init_model", "run_job", "sample_hparams"]
+__all__ = [
+    "HPARAM_KEYS",
+    "META_HPARAM_KEYS",
+    "SCHEDULES",
+    "SPACES",
+    "ModelResult",
+    "TrainJob",
+    "init_model",
+    "lr_factor",
+    "run_job",
+    "sample_hparams",
+]
 
 INITS = ("default", "kaiming_normal", "xavier_uniform", "orthogonal", "normal")
-OPTIMIZERS = ("sgd", "adam", "rmsprop")
+OPTIMIZERS = ("sgd", "adam", "rmsprop", "adamw")
+CLASSIC_OPTIMIZERS = OPTIMIZERS[:3]
+SCHEDULES = ("constant", "cosine", "warmup_cosine", "step")
+SPACES = ("classic", "meta")
 HPARAM_KEYS = (
     "init",
     "init_scale",
@@ -44,10 +63,16 @@ HPARAM_KEYS = (
     "batch_size",
     "epochs",
 )
+META_HPARAM_KEYS = (*HPARAM_KEYS, "schedule", "label_smoothing")
 # Ranges chosen for a wide, not bimodal accuracy spread (small_cnn on digits, 64 models:
 # quantiles 5%..95% listed in BENCHMARKS.md): the top of the old ranges and sigmoid nets
 # mostly ended at chance, the low ends give the partly trained middle.
-_LR_RANGE = {"sgd": (1e-2, 0.3), "adam": (3e-4, 2e-2), "rmsprop": (2e-4, 5e-3)}
+_LR_RANGE = {
+    "sgd": (1e-2, 0.3),
+    "adam": (3e-4, 2e-2),
+    "rmsprop": (2e-4, 5e-3),
+    "adamw": (3e-4, 2e-2),
+}
 _TRAIN_FRACTION = (0.2, 1.0)
 _SIGMOID_WEIGHT = 0.15  # sigmoid nets mostly stay at chance here: sampled less often
 
@@ -61,28 +86,76 @@ def sample_hparams(
     min_epochs: int,
     max_epochs: int,
     activations: tuple[str, ...] = ("relu", "tanh", "gelu", "sigmoid"),
+    space: str = "classic",
 ) -> dict[str, Any]:
-    """The hyperparameters of model ``model_id``; they depend only on ``(seed, model_id)``.
+    """The hyperparameters of model ``model_id``; they depend only on ``(seed, model_id)``
+    (and ``space``: ``"meta"`` adds ``schedule`` and ``label_smoothing`` and AdamW).
 
     >>> hp = sample_hparams(0, 3, min_epochs=4, max_epochs=8)
     >>> sorted(hp) == sorted(HPARAM_KEYS), 4 <= hp["epochs"] <= 8
     (True, True)
+    >>> sorted(sample_hparams(0, 3, min_epochs=4, max_epochs=8, space="meta")) == sorted(
+    ...     META_HPARAM_KEYS)
+    True
     """
+    if space not in SPACES:
+        raise ValueError(f"space must be one of {SPACES}, got {space!r}")
     rng = np.random.default_rng([seed, model_id, 1])
-    opt = str(rng.choice(OPTIMIZERS))
+    opt = str(rng.choice(CLASSIC_OPTIMIZERS if space == "classic" else OPTIMIZERS))
     lo, hi = _LR_RANGE[opt]
-    return {
+    if space == "meta":  # small and large rates: a wider spread than the classic zoos
+        lo, hi = lo / 3, hi * 2
+    l2_range = (1e-4, 0.2) if opt == "adamw" else (1e-6, 1e-2)
+    hp = {
         "init": str(rng.choice(INITS)),
         "init_scale": float(np.exp(rng.uniform(np.log(0.5), np.log(2.5)))),
         "optimizer": opt,
         "lr": float(np.exp(rng.uniform(np.log(lo), np.log(hi)))),
-        "l2": float(np.exp(rng.uniform(np.log(1e-6), np.log(1e-2)))),
+        "l2": float(np.exp(rng.uniform(*np.log(l2_range)))),
         "dropout": float(rng.uniform(0.0, 0.6)),
         "activation": str(rng.choice(activations, p=_activation_probs(activations))),
         "train_fraction": float(rng.uniform(*_TRAIN_FRACTION)),
         "batch_size": int(rng.choice([32, 64])),
         "epochs": int(rng.integers(min_epochs, max_epochs + 1)),
     }
+    if space == "meta":
+        hp["schedule"] = str(rng.choice(SCHEDULES))
+        hp["label_smoothing"] = float(rng.uniform(0.0, 0.2)) if rng.random() < 0.5 else 0.0
+    return hp
+
+
+def lr_factor(schedule: str, step: int, total: int) -> float:
+    """The learning-rate multiplier at ``step`` (0-based) of ``total`` steps.
+
+    ``constant`` 1; ``cosine`` from 1 to 0; ``warmup_cosine`` linear from ``1/w`` to 1 over
+    the first ``w = max(1, total // 10)`` steps, then cosine; ``step`` x0.1 at half and
+    again at three quarters of the steps.
+
+    >>> [round(lr_factor("warmup_cosine", t, 20), 3) for t in (0, 1, 2, 19)]
+    [0.5, 1.0, 1.0, 0.008]
+    >>> [lr_factor("step", t, 8) for t in (3, 4, 6)]
+    [1.0, 0.1, 0.010000000000000002]
+    """
+    total = max(int(total), 1)
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * step / total))
+    if schedule == "warmup_cosine":
+        w = max(1, total // 10)
+        if step < w:
+            return (step + 1) / w
+        return 0.5 * (1 + math.cos(math.pi * (step - w) / max(total - w, 1)))
+    if schedule == "step":
+        return 0.1 ** ((step >= total // 2) + (step >= (3 * total) // 4))
+    raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+
+
+def _factors(hparams: list[dict[str, Any]], totals: np.ndarray, step: int) -> torch.Tensor:
+    return torch.tensor(
+        [lr_factor(hp.get("schedule", "constant"), step, int(n)) for hp, n in zip(hparams, totals)],
+        dtype=torch.float32,
+    )
 
 
 def _activation_probs(activations: tuple[str, ...]) -> np.ndarray:
@@ -228,6 +301,8 @@ def make_optimizer(params: Any, hp: dict[str, Any]) -> torch.optim.Optimizer:
         return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=wd)
     if hp["optimizer"] == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+    if hp["optimizer"] == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
     return torch.optim.RMSprop(params, lr=lr, weight_decay=wd)
 
 
@@ -254,6 +329,9 @@ def _train_one(
     seed: int,
 ) -> dict[int, State]:
     opt = make_optimizer(net.parameters(), hp)
+    schedule, total = hp.get("schedule", "constant"), len(batches)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: lr_factor(schedule, t, total))
+    smoothing = float(hp.get("label_smoothing", 0.0))
     per_epoch = len(batches) // max(int(hp["epochs"]), 1)
     snaps = {0: _snapshot(net)}
     net.train()
@@ -261,9 +339,10 @@ def _train_one(
         torch.manual_seed(seed + 1)  # dropout masks
         for t, idx in enumerate(torch.from_numpy(batches)):
             opt.zero_grad()
-            loss = F.cross_entropy(net(X[idx]), y[idx])
+            loss = F.cross_entropy(net(X[idx]), y[idx], label_smoothing=smoothing)
             loss.backward()
             opt.step()
+            sched.step()
             if (t + 1) % per_epoch == 0:
                 snaps[(t + 1) // per_epoch] = _snapshot(net)
     return snaps
@@ -273,7 +352,7 @@ def _train_one(
 
 
 class StackedOptimizer:
-    """SGD (momentum 0.9), Adam and RMSprop on stacked parameters, each model its own
+    """SGD (momentum 0.9), Adam, AdamW and RMSprop on stacked parameters, each model its own
     optimizer, learning rate and weight decay, with the update rules of ``torch.optim``."""
 
     def __init__(self, hparams: list[dict[str, Any]], params: State) -> None:
@@ -285,17 +364,31 @@ class StackedOptimizer:
         self.t = 0
 
     @torch.no_grad()
-    def step(self, params: State, grads: State, active: torch.Tensor) -> None:
-        """One step for the models where ``active`` is True; the others stay as they are."""
+    def step(
+        self,
+        params: State,
+        grads: State,
+        active: torch.Tensor,
+        factor: torch.Tensor | None = None,
+    ) -> None:
+        """One step for the models where ``active`` is True; the others stay as they are.
+        ``factor``: each model's learning-rate multiplier at this step (its schedule)."""
         self.t += 1
+        lr = self.lr if factor is None else self.lr * factor
+        decoupled = self.kind["adamw"]
         for name, p in params.items():
             shape = (-1,) + (1,) * (p.dim() - 1)
             keep = active.view(shape)
-            is_sgd, is_adam = self.kind["sgd"].view(shape), self.kind["adam"].view(shape)
-            g = grads[name] + self.wd.view(shape) * p
+            is_sgd = self.kind["sgd"].view(shape)
+            is_adam = (self.kind["adam"] | decoupled).view(shape)
+            wd = self.wd.view(shape)
+            is_w = decoupled.view(shape)
+            g = grads[name] + torch.where(is_w, torch.zeros_like(wd), wd) * p
+            # AdamW decays the weights themselves first: p <- p * (1 - lr * wd)
+            p.mul_(torch.where(keep & is_w, 1 - lr.view(shape) * wd, torch.ones_like(wd)))
             buf, m, v = self.state[name]
             new = self._moments(g, buf, m, v)
-            steps = self._steps(g, new, self.lr.view(shape))
+            steps = self._steps(g, new, lr.view(shape))
             step = torch.where(is_sgd, steps[0], torch.where(is_adam, steps[1], steps[2]))
             p.sub_(torch.where(keep, step, torch.zeros_like(step)))
             buf.copy_(torch.where(keep & is_sgd, new[0], buf))
@@ -362,6 +455,10 @@ def _train_vmap(
         [max(len(b) // max(hp["epochs"], 1), 1) for (_, b), hp in zip(plans, hparams)]
     )
     drop = torch.tensor([hp["dropout"] for hp in hparams], dtype=torch.float32).view(-1, 1, 1)
+    smooth = torch.tensor(
+        [float(hp.get("label_smoothing", 0.0)) for hp in hparams], dtype=torch.float32
+    ).view(-1, 1)
+    scheduled = any(hp.get("schedule", "constant") != "constant" for hp in hparams)
     forward = vmap(_model_forward(nets[0]))
     n_feat = nets[0].head.in_features
     gen = torch.Generator().manual_seed(int(seeds[0]) + 1)
@@ -370,11 +467,13 @@ def _train_vmap(
         idx = sched[:, t]
         mask = (torch.rand(len(nets), idx.shape[1], n_feat, generator=gen) >= drop) / (1 - drop)
         leaves = {k: v.requires_grad_() for k, v in params.items()}
-        logits = forward(leaves, X[idx], mask)
-        loss = F.cross_entropy(logits.flatten(0, 1), y[idx].flatten(), reduction="none")
-        grads = torch.autograd.grad(loss.view(len(nets), -1).mean(1).sum(), list(leaves.values()))
+        logp = forward(leaves, X[idx], mask).log_softmax(-1)  # (models, batch, classes)
+        nll = -logp.gather(-1, y[idx].unsqueeze(-1)).squeeze(-1)
+        loss = (1 - smooth) * nll - smooth * logp.mean(-1)  # = F.cross_entropy's smoothing
+        grads = torch.autograd.grad(loss.mean(1).sum(), list(leaves.values()))
         params = {k: v.detach() for k, v in leaves.items()}
-        opt.step(params, dict(zip(params, grads)), torch.from_numpy(t < steps))
+        factor = _factors(hparams, steps, t) if scheduled else None
+        opt.step(params, dict(zip(params, grads)), torch.from_numpy(t < steps), factor)
         for i in np.flatnonzero(((t + 1) % per_epoch == 0) & (t + 1 <= steps)):
             snaps[i][(t + 1) // int(per_epoch[i])] = _row(params, int(i))
     return snaps
