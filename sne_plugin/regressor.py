@@ -211,6 +211,26 @@ class SNERegressor(RegressorMixin, BaseEstimator):
             out = self._predict_data(self._data(X, side), embed=False)
         return prediction(out, self.loss_, self.y_mean_, self.y_std_)
 
+    def predict_embedded(self, embeddings: Any, side: Any = None) -> np.ndarray:
+        """:meth:`predict` from embeddings made by :meth:`transform`: only the head runs
+        (microseconds), so a caller that caches embeddings can re-score networks cheaply
+        whenever their side inputs change."""
+        check_is_fitted(self, "module_")
+        z = np.asarray(embeddings, dtype=np.float32)
+        width = self.module_.head[0].in_features - self.module_.n_side
+        if z.ndim != 2 or z.shape[1] != width:
+            raise SNEError(
+                f"expected embeddings of shape (n_networks, {width}) from transform(), "
+                f"got shape {z.shape}"
+            )
+        features = torch.from_numpy(z).to(self.device_)
+        side_t = self._side(side, len(z))
+        with _torch_threads(self.threads), torch.inference_mode():
+            if side_t is not None:
+                features = torch.cat([features, side_t.to(self.device_)], dim=1)
+            out = self.module_.head(features).squeeze(-1).float().cpu().numpy()
+        return prediction(out.astype(np.float64), self.loss_, self.y_mean_, self.y_std_)
+
     def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
         """Fit, then return the embeddings of ``X``."""
         return self.fit(X, y).transform(X)

@@ -1,0 +1,341 @@
+"""Training data for the pretrained predictor, from the meta-zoo, and its held-out check.
+
+One sample is one model of one zoo at one saved epoch ``k``: its weights at ``k``, its
+curve features at ``k`` (:func:`sne_plugin.curve.curve_features`, among peers of the same
+zoo) and, as the target, the percentile rank of its final test accuracy within its zoo: a
+loss within each zoo, so one dataset's accuracy scale does not matter. A live search ranks
+a trial among however many trials it has so far; to train for that, the peers of a sample
+are a random block of its zoo, of a size drawn log-uniformly from ``min_peers`` to the zoo
+(:func:`zoo_samples`), and the planned number of epochs is hidden (NaN) in a quarter of the
+samples, as it is in a search before any trial has finished.
+
+A held-out search (:data:`sne_plugin.research.metazoo.HELD_OUT`) seed is scored at each step
+``k`` by Kendall's tau between a predictor's scores for its trials and their final values
+(:func:`held_out_scores`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.stats import kendalltau
+
+from sne_plugin.curve import curve_features, percentile_ranks
+from sne_plugin.weights import NetworkWeights
+
+__all__ = ["Samples", "held_out_samples", "held_out_scores", "zoo_samples"]
+
+
+@dataclass
+class Samples:
+    """Rows of training (or test) data; ``nets`` is filled only when weights are asked for."""
+
+    side: np.ndarray  # (m, len(CURVE_FEATURES))
+    target: np.ndarray  # (m,)
+    group: np.ndarray  # (m,) ints: one per (zoo or search seed, epoch)
+    final: np.ndarray  # (m,) the raw final values
+    model: list[tuple[Any, int]]  # (zoo, record index)
+    epoch: np.ndarray  # (m,)
+    nets: list[NetworkWeights] | None = None
+
+    def __len__(self) -> int:
+        return len(self.target)
+
+    @staticmethod
+    def concat(parts: Sequence[Samples]) -> Samples:
+        nets = None
+        if all(p.nets is not None for p in parts):
+            nets = [n for p in parts for n in p.nets]  # type: ignore[union-attr]
+        return Samples(
+            np.concatenate([p.side for p in parts]),
+            np.concatenate([p.target for p in parts]),
+            np.concatenate([p.group for p in parts]),
+            np.concatenate([p.final for p in parts]),
+            [m for p in parts for m in p.model],
+            np.concatenate([p.epoch for p in parts]),
+            nets,
+        )
+
+
+def _curves(zoo: Any, epochs: int) -> np.ndarray:
+    """``(n, epochs + 1)`` test accuracy after each epoch 0..epochs (NaN past a model's end)."""
+    out = np.full((len(zoo), epochs + 1), np.nan)
+    for i, r in enumerate(zoo.records):
+        for e, a in r["acc_by_epoch"].items():
+            if int(e) <= epochs:
+                out[i, int(e)] = float(a)
+    return out
+
+
+def _features_at(curves: np.ndarray, k: int, progress: np.ndarray) -> np.ndarray:
+    """Curve features at epoch ``k >= 1`` of every row, ranked among all rows given."""
+    now = curves[:, k]
+    prev = curves[:, k - 1] if k >= 2 else np.full(len(curves), np.nan)
+    best = np.nanmax(curves[:, 1 : k + 1], axis=1)
+    return curve_features(now, prev, best, progress)
+
+
+def _blocks(n: int, rng: np.random.Generator, min_peers: int) -> list[np.ndarray]:
+    """A random partition of ``range(n)`` into blocks of log-uniform random sizes."""
+    order = rng.permutation(n)
+    blocks, start = [], 0
+    while start < n:
+        size = int(np.exp(rng.uniform(np.log(min_peers), np.log(max(n, min_peers + 1)))))
+        size = min(max(size, min_peers), n - start)
+        if n - start - size < min_peers:
+            size = n - start
+        blocks.append(order[start : start + size])
+        start += size
+    return blocks
+
+
+def zoo_samples(
+    zoo: Any,
+    epochs: Sequence[int],
+    *,
+    group_base: int,
+    rng: np.random.Generator,
+    min_peers: int = 5,
+    hide_progress: float = 0.25,
+    with_weights: bool = False,
+) -> Samples:
+    """Samples of ``zoo`` at each saved epoch of ``epochs`` (see the module doc)."""
+    finals = np.array([r["final_epoch"] for r in zoo.records], dtype=float)
+    curves = _curves(zoo, int(finals.max()))
+    target = percentile_ranks(zoo.targets())
+    parts: list[Samples] = []
+    for j, k in enumerate(epochs):
+        side = np.full((len(zoo), 5), np.nan)
+        progress = np.where(rng.random(len(zoo)) < hide_progress, np.nan, k / finals)
+        for block in _blocks(len(zoo), rng, min_peers):
+            side[block] = _features_at(curves[block], k, progress[block])
+        nets = zoo.weights(k) if with_weights else None
+        parts.append(
+            Samples(
+                side,
+                target.copy(),
+                np.full(len(zoo), group_base + j),
+                zoo.targets(),
+                [(zoo, i) for i in range(len(zoo))],
+                np.full(len(zoo), k),
+                nets,
+            )
+        )
+    return Samples.concat(parts)
+
+
+def held_out_samples(
+    zoo: Any, trials: int, seed: int, epochs: Sequence[int], *, with_weights: bool = False
+) -> Samples:
+    """Seed ``seed`` of a held-out search: its ``trials`` models, ranked among themselves
+    at each of ``epochs`` with the planned epochs known (as once a trial has finished)."""
+    idx = np.arange(seed * trials, (seed + 1) * trials)
+    finals = np.array([zoo.records[i]["final_epoch"] for i in idx], dtype=float)
+    curves = _curves(zoo, int(finals.max()))[idx]
+    final = zoo.targets()[idx]
+    all_nets = None
+    parts = []
+    for j, k in enumerate(epochs):
+        side = _features_at(curves, k, k / finals)
+        if with_weights:
+            all_nets = zoo.weights(k)
+        parts.append(
+            Samples(
+                side,
+                percentile_ranks(final),
+                np.full(trials, seed * 1000 + j),
+                final,
+                [(zoo, int(i)) for i in idx],
+                np.full(trials, k),
+                None if all_nets is None else [all_nets[i] for i in idx],
+            )
+        )
+    return Samples.concat(parts)
+
+
+def held_out_scores(samples: Samples, score: Callable[[Samples], np.ndarray]) -> dict[int, float]:
+    """Mean Kendall's tau per epoch between ``score(samples)`` and the final values, each
+    (seed, epoch) group on its own."""
+    s = score(samples)
+    out: dict[int, list[float]] = {}
+    for g in np.unique(samples.group):
+        m = samples.group == g
+        tau = kendalltau(s[m], samples.final[m]).statistic
+        out.setdefault(int(samples.epoch[m][0]), []).append(
+            0.0 if not np.isfinite(tau) else float(tau)
+        )
+    return {k: float(np.mean(v)) for k, v in sorted(out.items())}
+
+
+# ---------------------------------------------------------------------- fit and evaluate
+def meta_zoos(root: str | Path) -> list[Any]:
+    """The complete zoos of the meta-zoo under ``root``, in :data:`META_ZOO` order."""
+    from sne_plugin.research.metazoo import META_ZOO
+    from sne_plugin.research.zoo import load_zoo
+    from sne_plugin.research.zoo.store import read_records
+
+    zoos = []
+    for spec in META_ZOO:
+        folder = Path(root) / spec.name
+        if folder.is_dir() and len(read_records(folder)) == spec.n_models:
+            zoos.append(load_zoo(folder))
+    return zoos
+
+
+def training_samples(zoos: Sequence[Any], epochs: Sequence[int], seed: int = 0) -> Samples:
+    rng = np.random.default_rng(seed)
+    return Samples.concat(
+        [
+            zoo_samples(z, epochs, group_base=100 * i, rng=rng, with_weights=True)
+            for i, z in enumerate(zoos)
+        ]
+    )
+
+
+def fit_predictor(
+    zoos: Sequence[Any],
+    *,
+    model: str = "wstats",
+    epochs: Sequence[int] = (1, 2, 4, 8),
+    seed: int = 0,
+    max_samples: int | None = None,
+) -> Any:
+    """Fit a :class:`~sne_plugin.pretrained.CurvePredictor` on ``zoos``."""
+    import time
+
+    from sne_plugin import __version__
+    from sne_plugin.pretrained import CurvePredictor
+
+    t0 = time.perf_counter()
+    s = training_samples(zoos, epochs, seed)
+    if max_samples is not None and len(s) > max_samples:
+        keep = np.sort(np.random.default_rng(seed).choice(len(s), max_samples, replace=False))
+        s = _subset(s, keep)
+    residual = s.target - np.nan_to_num(s.side[:, 0], nan=0.5)
+    if model == "wstats":
+        from sne_plugin.wstats import WeightStatsModel
+
+        reg: Any = WeightStatsModel(random_state=seed)
+        reg.fit_summaries(reg.transform(s.nets), residual, s.side)
+    elif model == "sne":
+        from sne_plugin.regressor import SNERegressor
+
+        reg = SNERegressor(
+            chunk_size=64,
+            width=32,
+            heads=2,
+            epochs=12,
+            invariance_weight=0.0,
+            loss="mse",
+            validation_fraction=0.1,
+            patience=4,
+            random_state=seed,
+            verbose=True,
+        ).fit(s.nets, residual, side=s.side)
+    else:
+        raise ValueError(f"model must be 'wstats' or 'sne', got {model!r}")
+    info = {
+        "package_version": __version__,
+        "model": model,
+        "zoos": [f"{z.manifest['arch']}/{z.manifest['dataset']}" for z in zoos],
+        "n_models": int(sum(len(z) for z in zoos)),
+        "n_samples": len(s),
+        "epochs": list(epochs),
+        "fit_seconds": round(time.perf_counter() - t0, 1),
+        "seed": seed,
+    }
+    return CurvePredictor(reg, info)
+
+
+def _subset(s: Samples, idx: np.ndarray) -> Samples:
+    return Samples(
+        s.side[idx],
+        s.target[idx],
+        s.group[idx],
+        s.final[idx],
+        [s.model[i] for i in idx],
+        s.epoch[idx],
+        None if s.nets is None else [s.nets[i] for i in idx],
+    )
+
+
+def evaluate(
+    predictor: Any, root: str | Path, epochs: Sequence[int] = (1, 2, 3, 4, 6)
+) -> dict[str, dict[str, dict[int, float]]]:
+    """Per held-out search: mean tau per epoch of the predictor and of the curve alone."""
+    from sne_plugin.research.metazoo import HELD_OUT
+    from sne_plugin.research.zoo import load_zoo
+
+    out: dict[str, dict[str, dict[int, float]]] = {}
+    for search in HELD_OUT:
+        folder = Path(root) / search.spec().name
+        if not folder.is_dir():
+            continue
+        zoo = load_zoo(folder)
+        if len(zoo) < search.trials * search.seeds:
+            continue
+        cache = {k: zoo.weights(k) for k in epochs}
+        parts = []
+        for seed in range(search.seeds):
+            p = held_out_samples(zoo, search.trials, seed, epochs)
+            p.nets = [cache[int(k)][zi] for (_, zi), k in zip(p.model, p.epoch)]
+            parts.append(p)
+        s = Samples.concat(parts)
+        out[search.name] = {
+            "predictor": held_out_scores(s, lambda x: predictor.predict(x.nets, x.side)),
+            "curve": held_out_scores(s, lambda x: x.side[:, 0]),
+        }
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(
+        prog="python -m sne_plugin.research.pretrain",
+        description="Fit the pretrained predictor on the meta-zoo, or score one on the "
+        "held-out searches.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("what", choices=["fit", "eval"])
+    parser.add_argument("--meta", default="runs/metazoo", help="meta-zoo folder")
+    parser.add_argument("--held-out", default="runs/heldout", help="held-out searches folder")
+    parser.add_argument("--model", default="wstats", choices=["wstats", "sne"])
+    parser.add_argument("--out", default=None, help="predictor folder (default: the package's)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-samples", type=int, default=None)
+    args = parser.parse_args(argv)
+    import torch
+
+    from sne_plugin.pretrained import PRETRAINED_DIR, load_pretrained
+
+    torch.set_num_threads(1)
+    out = Path(args.out) if args.out else PRETRAINED_DIR
+    if args.what == "fit":
+        zoos = meta_zoos(args.meta)
+        if not zoos:
+            raise SystemExit(f"no complete zoo under {args.meta}: build the meta-zoo first")
+        predictor = fit_predictor(
+            zoos, model=args.model, seed=args.seed, max_samples=args.max_samples
+        )
+        predictor.save(out)
+        print(json.dumps(predictor.info, indent=1))
+        return 0
+    predictor = load_pretrained(out)
+    result = evaluate(predictor, args.held_out)
+    for name, rows in result.items():
+        for method, taus in rows.items():
+            cells = "  ".join(f"e{k}:{v:.3f}" for k, v in taus.items())
+            print(f"{name:16s} {method:10s} {cells}")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
