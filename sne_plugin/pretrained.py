@@ -86,6 +86,22 @@ class CurvePredictor:
             tuned.partial_fit(nets, residual, side=side)
         return CurvePredictor(tuned, dict(self.info, fine_tuned_on=len(nets)), self.features)
 
+    def fine_tuned_embedded(
+        self, embeddings: np.ndarray, side: np.ndarray, target: np.ndarray, epochs: int
+    ) -> CurvePredictor:
+        """:meth:`fine_tuned` from embeddings made by :meth:`embed` (a weight-statistics model
+        only: an SNE encoder's embeddings move as it trains)."""
+        if not hasattr(self.regressor, "fit_summaries"):
+            raise SNEError(
+                f"fine-tuning from embeddings needs a WeightStatsModel, this predictor holds a "
+                f"{type(self.regressor).__name__}; use fine_tuned(nets, ...)"
+            )
+        side = self._checked(side, len(embeddings))
+        residual = np.asarray(target, dtype=float) - np.nan_to_num(side[:, 0], nan=0.5)
+        tuned = copy.deepcopy(self.regressor)
+        tuned.fit_summaries(embeddings, residual, side, epochs=epochs, restart=False)
+        return CurvePredictor(tuned, dict(self.info, fine_tuned_on=len(embeddings)), self.features)
+
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the predictor to the folder ``path`` (created): config JSON and regressor."""
         folder = Path(path)

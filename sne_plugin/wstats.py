@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -145,7 +146,8 @@ class WeightStatsModel:
         self.z_mean_ = z.mean(0)
         sd = z.std(0)
         self.z_scale_ = np.where(sd > 0, sd, 1.0)
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-unknown column
             self.side_mean_ = np.nan_to_num(np.nanmean(side, 0))
             sd = np.nan_to_num(np.nanstd(side, 0))
         self.side_scale_ = np.where(sd > 0, sd, 1.0)

@@ -59,6 +59,32 @@ def default_regressor(*, loss: str = "bce") -> Any:
     )
 
 
+PRETRAINED = "pretrained"
+"""``SNEPruner("pretrained")``: the predictor shipped with the package."""
+
+
+def curve_predictor(regressor: Any, online: bool | None, factory: Any) -> Any | None:
+    """The curve-aware predictor the arguments ask for, or None for a weights-only regressor.
+
+    ``SNEPruner()`` and ``SNEPruner(online=False)`` (no regressor, no ``factory``) and
+    ``"pretrained"`` mean the shipped predictor (fine-tuned, or zero-shot with
+    ``online=False``); ``SNEPruner(online=True)`` is online-only; a
+    :class:`~sne_plugin.pretrained.CurvePredictor` or the folder of a saved one is used as
+    given.
+    """
+    from sne_plugin.pretrained import CurvePredictor, load_pretrained
+
+    if regressor is None:
+        return load_pretrained() if not online and factory is None else None
+    if isinstance(regressor, CurvePredictor):
+        return regressor
+    if isinstance(regressor, str) and regressor == PRETRAINED:
+        return load_pretrained()
+    if _is_path(regressor) and os.path.isdir(regressor):
+        return CurvePredictor.load(regressor)
+    return None
+
+
 def model_mode(regressor: Any, online: bool | None, factory: Any) -> Mode:
     """The mode :class:`SNEPruner`'s arguments ask for; ``online=None`` means "without a regressor".
 

@@ -19,13 +19,16 @@ from scipy.stats import rankdata
 from sne_plugin.weights import NetworkWeights
 
 from ._bank import PREDICTION_ATTR, WeightsBank, weight_steps
-from ._model import ModelLifecycle, model_mode
+from ._curve import CurveEngine
+from ._model import ModelLifecycle, curve_predictor, model_mode
 from ._warn import warn
 
 __all__ = ["SNEPruner"]
 
 _REFERENCES = ("predictions", "values", "peers")
 DEFAULT_LEARNING_CURVE = 0.5
+DEFAULT_PERCENTILE = 50.0  # weights-only regressors
+DEFAULT_CURVE_PERCENTILE = 80.0  # the pretrained predictor; chosen on the meta-zoo
 _Key = tuple[int, int]  # (trial id, step)
 
 
@@ -38,16 +41,35 @@ class _Ranking(NamedTuple):
 
 
 class SNEPruner(BasePruner):
-    """Prune a trial when the final value predicted from its current weights ranks poorly.
+    """Prune a trial when what its weights and its curve predict ranks poorly among its peers.
 
-    Each trial hands its weights to the pruner with :func:`report_weights`. At a step ``k``
-    of a trial, once ``k >= n_warmup_steps``, the pruner predicts the trial's final value from
+    Each trial hands its weights to the pruner with :func:`report_weights` (and its metric
+    with ``trial.report``, as for any Optuna pruner).
+
+    **Default: the pretrained predictor.** ``SNEPruner()`` ranks trials with the predictor
+    shipped in the package (:func:`sne_plugin.pretrained.load_pretrained`), trained once on a
+    meta-zoo of about two thousand networks and used zero-shot from the first trial: at step
+    ``k`` it scores the trial from its weights at ``k`` and from where its intermediate values
+    stand among its peers' (ranks only, so any metric and scale will do; see
+    ``integrations/optuna/_curve.py``) and prunes it when that score ranks below the
+    ``percentile``-th percentile of its peers' scores (default 80: the rule chosen on the
+    meta-zoo, never on a benchmark search), once ``n_min_trials`` peers reached ``k`` or
+    ended before it. As trials finish, a copy is fine-tuned on them every ``refit_every``
+    (``online=False``: zero-shot only). What the default promises, measured on searches it has
+    never seen: BENCHMARKS.md, "Pruning searches it has never seen".
+    ``SNEPruner("pretrained")``, a :class:`~sne_plugin.pretrained.CurvePredictor` or the
+    folder of a saved one work the same way. The options ``reference``, ``learning_curve``
+    and ``max_train_networks`` below are for weights-only regressors and do not apply here.
+
+    **Weights-only regressors.** With a regressor of your own (or ``online=True``), at a step
+    ``k``, once ``k >= n_warmup_steps``, the pruner predicts the trial's final value from
     its weights at ``k`` and prunes it when that prediction ranks below the ``percentile``-th
     percentile of a reference set (direction-aware: above the ``100 - percentile``-th when
-    minimizing), once the reference holds at least ``n_min_trials`` trials. So
-    ``percentile=75`` keeps about the best quarter. Weights with NaN or inf are pruned at
-    once. With too little evidence, or odd data (unreadable weights, a failing or non-finite
-    prediction), it warns where useful and does not prune.
+    minimizing), once the reference holds at least ``n_min_trials`` trials (default
+    percentile 50). So ``percentile=75`` keeps about the best quarter. Weights with NaN or
+    inf are pruned at once (in every mode). With too little evidence, or odd data
+    (unreadable weights, a failing or non-finite prediction), it warns where useful and does
+    not prune.
 
     ``reference`` says what the trial is ranked against:
 
@@ -71,11 +93,11 @@ class SNEPruner(BasePruner):
     search (``python -m sne_plugin.research.bench.pruner_replay``), weights alone lost 0.77
     points of best accuracy at 46% of the epochs (``percentile=80``), the 0.5 blend 0.3 at 47%.
 
-    Modes:
+    Modes of a weights-only regressor:
 
     * pretrained: ``SNEPruner(regressor)`` with a fitted estimator (anything with
       ``predict(list_of_networks)``) or the path of a saved :class:`SNERegressor`;
-    * online: ``SNEPruner()`` fits ``factory()`` (default: :func:`default_regressor`) on
+    * online: ``SNEPruner(online=True)`` fits ``factory()`` (default: :func:`default_regressor`) on
       the study's own COMPLETE trials
       (weights at each reported step ``>= n_warmup_steps`` -> the trial's final value) and
       refits whenever ``refit_every`` more trials have completed;
@@ -111,7 +133,7 @@ class SNEPruner(BasePruner):
         *,
         online: bool | None = None,
         factory: Callable[[], Any] | None = None,
-        percentile: float = 50.0,
+        percentile: float | None = None,
         n_warmup_steps: int = 1,
         n_min_trials: int = 5,
         refit_every: int = 4,
@@ -125,9 +147,12 @@ class SNEPruner(BasePruner):
         _check_counts(
             n_warmup_steps, n_min_trials, refit_every, fine_tune_epochs, max_train_networks
         )
-        _check_percentile(percentile)
-        mode = model_mode(regressor, online, factory)
         _check_reference(reference)
+        predictor = curve_predictor(regressor, online, factory)
+        if percentile is None:
+            percentile = DEFAULT_PERCENTILE if predictor is None else DEFAULT_CURVE_PERCENTILE
+        _check_percentile(percentile)
+        mode = "pretrained" if predictor is not None else model_mode(regressor, online, factory)
         self._reference_kind = reference
         self._learning_curve = _checked_learning_curve(learning_curve, reference)
         self._percentile = float(percentile)
@@ -146,6 +171,19 @@ class SNEPruner(BasePruner):
         self._bank = WeightsBank(_artifact_store(artifact_dir, artifact_store))
         self._lock = threading.RLock()
         self._predictions: dict[_Key, float] = {}
+        self._curve: CurveEngine | None = None
+        if predictor is not None:
+            self._curve = CurveEngine(
+                predictor,
+                fine_tune=online is not False,
+                percentile=self._percentile,
+                n_warmup_steps=n_warmup_steps,
+                n_min_trials=n_min_trials,
+                refit_every=refit_every,
+                fine_tune_epochs=fine_tune_epochs,
+                read=self._weights,
+                drop=lambda trial_id, step: self._bank.drop(trial_id, step),
+            )
 
     # ------------------------------------------------------------------ Optuna's entry point
     def prune(self, study: optuna.study.Study, trial: FrozenTrial) -> bool:
@@ -154,6 +192,8 @@ class SNEPruner(BasePruner):
             return self._prune(study, trial)
 
     def _prune(self, study: optuna.study.Study, trial: FrozenTrial) -> bool:
+        if self._curve is not None:
+            return self._curve.prune(study, trial)
         steps = weight_steps(trial)
         if not steps:
             return False
@@ -190,11 +230,15 @@ class SNEPruner(BasePruner):
     @property
     def training_trials_(self) -> tuple[int, ...]:
         """Numbers of the trials the online estimator was last fitted on (``()`` before)."""
+        if self._curve is not None:
+            return self._curve.training_trials
         return self._model.training_trials
 
     @property
     def n_refits_(self) -> int:
         """How many times the estimator was fitted or fine-tuned online."""
+        if self._curve is not None:
+            return self._curve.n_refits
         return self._model.n_refits
 
     # ------------------------------------------------------------------ weights and memory

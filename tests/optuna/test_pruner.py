@@ -265,7 +265,7 @@ def test_report_weights_rejects_a_bad_step(step: Any) -> None:
         ({"refit_every": 0}, r"refit_every must be at least 1, but got refit_every=0\."),
         ({"fine_tune_epochs": 0}, r"but got fine_tune_epochs=0\."),
         ({"max_train_networks": 0}, r"but got max_train_networks=0\."),
-        ({"online": False}, r"must learn online, but got online=False\."),
+        ({"online": False, "factory": lambda: None}, r"must learn online, but got online=False\."),
         ({"regressor": object()}, r"estimator with predict\(\) or a path, but got regressor="),
         ({"factory": 3}, r"callable returning an estimator, but got factory=3\."),
         ({"reference": "median"}, r"reference must be one of .*, but got reference='median'\."),

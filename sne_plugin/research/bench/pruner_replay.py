@@ -110,18 +110,21 @@ class Outcome:
     pruned_at: list[int] = field(default_factory=list)
 
 
-def replay(search: Search, pruner: optuna.pruners.BasePruner) -> Outcome:
-    """Run ``search``'s trials in order under ``pruner``; a pruned trial stops at that step."""
+def replay(search: Search, pruner: optuna.pruners.BasePruner, *, first_step: int = 0) -> Outcome:
+    """Run ``search``'s trials in order under ``pruner``; a pruned trial stops at that step.
+
+    Steps are numbered from ``first_step`` (1: the step is the number of epochs trained); a
+    weights entry of None is not reported (no checkpoint at that epoch)."""
     # A fixed name: HyperbandPruner assigns brackets by a hash of the study name.
     study = optuna.create_study(study_name="replay", direction="maximize", pruner=pruner)
     sne = isinstance(pruner, SNEPruner)
     epochs, best, pruned_at = 0, -np.inf, []
     for curve, snaps in zip(search.values, search.weights, strict=True):
         trial = study.ask()
-        for step, (value, net) in enumerate(zip(curve, snaps, strict=True)):
+        for step, (value, net) in enumerate(zip(curve, snaps, strict=True), start=first_step):
             epochs += 1
             trial.report(float(value), step)
-            if sne:
+            if sne and net is not None:
                 report_weights(trial, net, step)
             if trial.should_prune():
                 study.tell(trial, state=TrialState.PRUNED)
