@@ -216,17 +216,24 @@ def make_objective(
 
 
 def default_pruner(
-    artifact_dir: str | None = None, regressor: Any = None, **overrides: Any
+    artifact_dir: str | None = None,
+    regressor: Any = None,
+    *,
+    online: bool | None = None,
+    **overrides: Any,
 ) -> SNEPruner:
-    """The SNEPruner this search uses: :data:`KEEP_RULE`; online with small quick refits, or
-    pretrained with ``regressor`` (a fitted SNERegressor or the path of a saved one)."""
+    """The SNEPruner this search uses: :data:`KEEP_RULE` with ``overrides``. Without a
+    ``regressor``: the shipped pretrained predictor (fine-tuned; ``online=False``: zero-shot)
+    or, with ``online=True``, online-only with small quick refits; with ``regressor`` (a
+    fitted SNERegressor or the path of a saved one): pretrained, weights only."""
     settings: dict[str, Any] = {
         **KEEP_RULE,
         "refit_every": 4,
         "max_train_networks": 64,
         **overrides,
     }
-    if regressor is not None:
-        for online_only in ("refit_every", "max_train_networks"):
-            settings.pop(online_only)
-    return SNEPruner(regressor, artifact_dir=artifact_dir, **settings)
+    if regressor is not None or not online:
+        settings.pop("max_train_networks")
+    if regressor is not None and not online:
+        settings.pop("refit_every")
+    return SNEPruner(regressor, online=online, artifact_dir=artifact_dir, **settings)

@@ -24,7 +24,7 @@ from optuna.storages.journal import JournalFileBackend
 from sne_plugin.integrations.optuna import SNEPruner, report_weights
 from sne_plugin.testing import tiny_regressor
 
-__all__ = ["N_STEPS", "final_value", "net", "run_trial", "storage_for", "worker"]
+__all__ = ["N_STEPS", "curve_worker", "final_value", "net", "run_trial", "storage_for", "worker"]
 
 N_STEPS = 2
 
@@ -122,6 +122,40 @@ def worker(
         "n_refits": pruner.n_refits_,
         "predictions_finite": all(isinstance(v, float) and math.isfinite(v) for v in predictions),
         "n_predictions": len(predictions),
+    }
+    with open(out, "w") as handle:
+        json.dump(result, handle)
+
+
+def curve_worker(
+    kind: str,
+    path: str,
+    artifact_dir: str,
+    worker_id: int,
+    barrier: Any,
+    out: str,
+    n_first: int,
+) -> None:
+    """As :func:`worker`, with the default SNEPruner (the shipped predictor, fine-tuned).
+
+    Writes which trials its fine-tuning used, and whose they were, to ``out`` (JSON).
+    """
+    torch.set_num_threads(1)
+    pruner = SNEPruner(
+        n_min_trials=2, refit_every=2 * n_first, n_warmup_steps=1, artifact_dir=artifact_dir
+    )
+    study = optuna.load_study(study_name="dist", storage=storage_for(kind, path), pruner=pruner)
+    for i in range(n_first):
+        scale = 0.2 + 0.8 * (2 * i + worker_id) / (2 * n_first)
+        run_trial(study, scale, seed=100 * worker_id + i, attrs={"worker": worker_id})
+    barrier.wait(timeout=120)
+    run_trial(study, 0.9, seed=100 * worker_id + 99, attrs={"worker": worker_id})
+    numbers = list(pruner.training_trials_)
+    owners = {t.number: t.user_attrs.get("worker") for t in study.trials}
+    result = {
+        "training_trials": numbers,
+        "owners": {str(n): owners[n] for n in numbers},
+        "n_refits": pruner.n_refits_,
     }
     with open(out, "w") as handle:
         json.dump(result, handle)

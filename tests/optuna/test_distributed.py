@@ -42,3 +42,29 @@ def test_each_worker_trains_on_the_trials_the_other_finished(tmp_path: Path, kin
         assert owners == {0, 1}, f"worker {me} trained on trials of workers {owners} only"
         assert len(result["training_trials"]) == 2 * N_FIRST
         assert result["predictions_finite"] and result["n_predictions"] >= 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_the_default_pruner_fine_tunes_on_both_workers_trials(tmp_path: Path, kind: str) -> None:
+    path = str(tmp_path / ("study.db" if kind == "sqlite" else "journal.log"))
+    optuna.create_study(study_name="dist", storage=storage_for(kind, path), direction="maximize")
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(2)
+    outs = [str(tmp_path / f"worker{i}.json") for i in range(2)]
+    procs = [
+        ctx.Process(
+            target=helpers.curve_worker,
+            args=(kind, path, str(tmp_path / "artifacts"), i, barrier, outs[i], N_FIRST),
+        )
+        for i in range(2)
+    ]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=180)
+    assert [proc.exitcode for proc in procs] == [0, 0]
+    for me, out in enumerate(outs):
+        result = json.loads(Path(out).read_text())
+        assert result["n_refits"] == 1, result
+        assert set(result["owners"].values()) == {0, 1}, f"worker {me}: {result}"

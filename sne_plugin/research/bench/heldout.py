@@ -140,9 +140,14 @@ def run(
     warmup: int,
     online: bool,
     top: tuple[tuple[int, float], ...] = ((2, 0.25), (3, 0.25)),
+    only: list[str] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
-    """Every rival on every search; rows for :func:`table`, and seconds per rival."""
+    """Every rival (or those whose name contains one of ``only``) on every search; rows for
+    :func:`table`, and seconds per rival."""
     makers = rivals(epochs, percentile=percentile, warmup=warmup, online=online)
+    if only:
+        makers = {k: v for k, v in makers.items() if any(o in k for o in only)}
+        top = ()
     outcomes: dict[str, list[Outcome]] = {}
     seconds: dict[str, float] = {}
     for search in searches:
@@ -174,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--percentile", type=float, nargs="+", default=[None])
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--online", action="store_true", help="also online-only SNEPruner")
+    parser.add_argument("--only", nargs="+", default=None, help="rivals whose name has one of")
     parser.add_argument("--out", type=Path, default=None, help="append the tables here")
     parser.add_argument("--plot", type=Path, default=None, help="PNG per search: NAME-<search>")
     args = parser.parse_args(argv)
@@ -205,7 +211,9 @@ def main(argv: list[str] | None = None) -> int:
         for p in args.percentile:
             pct = defaults["percentile"].default if p is None else p
             t0 = time.perf_counter()
-            rows, seconds = run(searches, epochs, percentile=pct, warmup=warmup, online=args.online)
+            rows, seconds = run(
+                searches, epochs, percentile=pct, warmup=warmup, online=args.online, only=args.only
+            )
             head = (
                 f"### {name}: {len(searches)} seeds x {len(searches[0].values)} trials x {epochs} "
                 f"epochs; SNEPruner rule percentile={pct:g}, n_warmup_steps={warmup} "

@@ -180,6 +180,7 @@ def rules(
                 if online and lc < 1.0:
                     out[f"SNEPruner online p{p:.0f} w{w} learning_curve={lc:g}"] = partial(
                         ex.default_pruner,
+                        online=True,
                         percentile=p,
                         n_warmup_steps=w,
                         n_min_trials=4,

@@ -81,7 +81,7 @@ def pruners(
             n_startup_trials=KEEP_RULE["n_min_trials"],
             n_warmup_steps=KEEP_RULE["n_warmup_steps"],
         ),
-        "SNEPruner (online)": lambda: ex.default_pruner(**KEEP_RULE),
+        "SNEPruner (online)": lambda: ex.default_pruner(online=True, **KEEP_RULE),
         # Weights only, then the default blend of the weights' and the curve's ranks.
         "SNEPruner (pretrained)": lambda: SNEPruner(pretrained, learning_curve=0.0, **KEEP_RULE),
         "SNEPruner (pretrained + learning curve)": lambda: SNEPruner(
