@@ -413,12 +413,46 @@ def _node_label(node: Any) -> str:
 def _metadata_list(node: Any, key: str) -> list[str]:
     for prop in getattr(node, "metadata_props", ()):
         if prop.key == key:
-            try:
-                value = ast.literal_eval(prop.value)
-            except (ValueError, SyntaxError):
-                return []
-            return [str(v) for v in value] if isinstance(value, (list, tuple)) else []
+            return _string_list(prop.value)
     return []
+
+
+_MAX_METADATA = 1 << 16  # characters: a module path list is a few hundred
+_STRING_ITEM = re.compile(r"""\s*('(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*")\s*(?:,|(?=\s*\Z))""")
+_REST = re.compile(r"\s*\Z")
+
+
+def _string_list(text: str) -> list[str]:
+    """A flat list or tuple of string literals, as dynamo exports write metadata ('[]' when
+    the text is anything else or longer than 64 KiB): linear time, no recursion.
+
+    >>> _string_list("['', 'fc1']"), _string_list("[[" * 5000), _string_list("__import__('os')")
+    (['', 'fc1'], [], [])
+    """
+    text = text.strip()
+    if len(text) > _MAX_METADATA or len(text) < 2 or (text[0], text[-1]) not in _BRACKETS:
+        return []
+    body, pos, items = text[1:-1], 0, []
+    while not _REST.match(body, pos):
+        match = _STRING_ITEM.match(body, pos)
+        if match is None:
+            return []
+        items.append(_unquote(match.group(1)))
+        pos = match.end()
+    return items
+
+
+_BRACKETS = {("[", "]"), ("(", ")")}
+
+
+def _unquote(literal: str) -> str:
+    if "\\" not in literal:
+        return literal[1:-1]
+    try:
+        value = ast.literal_eval(literal)  # one short string literal, already matched
+    except (ValueError, SyntaxError):
+        return literal[1:-1]
+    return value if isinstance(value, str) else literal[1:-1]
 
 
 def _scope(node: Any) -> str:
