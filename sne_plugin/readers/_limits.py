@@ -8,6 +8,7 @@ parameter cap (:func:`sne_plugin.weights.max_parameters`) or more bytes than its
 
 from __future__ import annotations
 
+import io
 import math
 import zipfile
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 from sne_plugin.errors import SNEError
 from sne_plugin.weights import max_parameters
 
-__all__ = ["MAX_EXPANSION", "check_npz_headers", "check_zip_expansion"]
+__all__ = ["MAX_EXPANSION", "check_bytes_expansion", "check_npz_headers", "check_zip_expansion"]
 
 MAX_EXPANSION = 100
 """The most uncompressed bytes a compressed archive may declare per byte of file (plus 1 MiB):
@@ -34,15 +35,28 @@ def check_zip_expansion(path: Path, what: str) -> list[zipfile.ZipInfo] | None:
             infos = archive.infolist()
     except (zipfile.BadZipFile, OSError, ValueError):
         return None
-    size = path.stat().st_size
+    _check_total(infos, path.stat().st_size, f"{path}: this {what}")
+    return infos
+
+
+def check_bytes_expansion(data: bytes, what: str) -> None:
+    """:func:`check_zip_expansion` for an archive held in memory."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            infos = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return
+    _check_total(infos, len(data), f"this {what}")
+
+
+def _check_total(infos: list[zipfile.ZipInfo], size: int, where: str) -> None:
     total = sum(info.file_size for info in infos)
     if total > MAX_EXPANSION * size + _SLACK:
         raise SNEError(
-            f"{path}: this {what} of {size:,} bytes declares {total:,} bytes once "
+            f"{where} of {size:,} bytes declares {total:,} bytes once "
             f"decompressed, over the cap of {MAX_EXPANSION}x its size "
             "(sne_plugin.readers._limits.MAX_EXPANSION); refusing to decompress it"
         )
-    return infos
 
 
 def check_npz_headers(path: Path) -> None:
