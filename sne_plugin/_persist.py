@@ -28,6 +28,7 @@ import tempfile
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,6 +36,7 @@ import torch
 
 from sne_plugin._side import SideScaler
 from sne_plugin.errors import SNEError
+from sne_plugin.readers._limits import check_npz_headers
 
 if TYPE_CHECKING:
     from sne_plugin.regressor import SNERegressor
@@ -220,6 +222,8 @@ def _enc_params(params: dict[str, Any], arrays: _Arrays) -> dict[str, Any]:
     if isinstance(state, np.random.RandomState):
         out["random_state"] = {"RandomState": _enc_rng(state, arrays, "params.random_state")}
     for name, value in out.items():
+        if isinstance(value, np.generic):  # np.int64(5) and the like: plain numbers
+            value = out[name] = value.item()
         if not (value is None or isinstance(value, (bool, int, float, str, dict))):
             raise SNEError(
                 f"cannot save parameter {name}={value!r}: expected None, a bool, a number "
@@ -356,6 +360,7 @@ def _refuse_pickle(path: str) -> None:
 
 
 def _read_arrays(path: str) -> _Arrays:
+    check_npz_headers(Path(path))  # no member may decompress past the readers' caps
     try:
         with np.load(path, allow_pickle=False) as archive:
             if _CONFIG not in archive.files:

@@ -269,3 +269,22 @@ def test_joblib_and_pickle_of_the_estimator_still_work(plain, zoo, tmp_path) -> 
     )
     again = pickle.loads(pickle.dumps(plain))
     np.testing.assert_array_equal(again.predict(nets), plain.predict(nets))
+
+
+def test_a_deflated_bomb_inside_a_saved_file_is_refused(saved, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with np.load(saved, allow_pickle=False) as archive:
+        content = {name: archive[name] for name in archive.files}
+    content["module.zeros"] = np.zeros((8000, 8000), np.float32)  # 256 MB, deflated to 250 KB
+    np.savez_compressed(tmp_path / "bomb.npz", **content)
+    with pytest.raises(SNEError, match=r"bomb\.npz: this \.npz archive .* cap of 100x"):
+        SNERegressor.load(tmp_path / "bomb.npz")
+
+
+def test_numpy_scalar_parameters_are_saved_as_numbers(zoo, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    nets, y = zoo
+    params = {**SMALL, "epochs": np.int64(1), "lr": np.float64(0.003)}
+    reg = SNERegressor(**params, random_state=0).fit(nets[:16], y[:16])
+    reg.save(tmp_path / "np.sne")
+    loaded = SNERegressor.load(tmp_path / "np.sne")
+    assert (loaded.epochs, loaded.lr) == (1, 0.003)
+    np.testing.assert_array_equal(loaded.predict(nets[:4]), reg.predict(nets[:4]))
