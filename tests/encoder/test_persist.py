@@ -288,3 +288,15 @@ def test_numpy_scalar_parameters_are_saved_as_numbers(zoo, tmp_path) -> None:  #
     loaded = SNERegressor.load(tmp_path / "np.sne")
     assert (loaded.epochs, loaded.lr) == (1, 0.003)
     np.testing.assert_array_equal(loaded.predict(nets[:4]), reg.predict(nets[:4]))
+
+
+def test_a_file_saved_on_cuda_loads_on_a_cpu_host(plain, saved, zoo, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # simulation: the file records device 'cuda:0' (tensors are always stored from the CPU)
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("simulation needs a host without CUDA")
+    moved = _rewrite(saved, tmp_path / "cuda.sne", config=_set("fitted.device_", "cuda:0"))
+    loaded = SNERegressor.load(moved)
+    assert loaded.device_.type == "cpu"
+    np.testing.assert_array_equal(loaded.predict(zoo[0][:8]), plain.predict(zoo[0][:8]))
