@@ -13,10 +13,10 @@ Run (about 1-2 minutes on a CPU)::
     python examples/optuna_pruning.py --trials 60 --epochs 15 \\
         --storage sqlite:///digits.db --artifact-dir digits-artifacts   # several processes
 
-Pretrained mode: ``--pretrain 256 --save-regressor digits-sne.joblib`` first trains 256
+Pretrained mode: ``--pretrain 256 --save-regressor digits-sne.sne`` first trains 256
 random configurations fully (about 5 minutes) and fits the pruner's regressor on their
 weights (about 30 minutes on one CPU core); later searches take ``--regressor
-digits-sne.joblib``. On this search a regressor pretrained on 256 configurations ranked
+digits-sne.sne``. On this search a regressor pretrained on 256 configurations ranked
 held-out trials after 2 epochs better than their validation accuracy did (Kendall tau 0.70
 against 0.63); one pretrained on 32 did not (0.58).
 """

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-__all__ = ["SNEError", "describe"]
+import reprlib
+
+__all__ = ["SNEError", "describe", "short_repr"]
+
+_REPR = reprlib.Repr()  # keyword arguments need Python 3.12
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 3, 60, 60
+_REPR.maxtuple = _REPR.maxlist = _REPR.maxdict = 4
 
 
 class SNEError(ValueError):
@@ -29,3 +35,15 @@ def describe(obj: object) -> str:
         text = repr(obj)
         return f"{name} {text[:80]}{'...' if len(text) > 80 else ''}"
     return name
+
+
+def short_repr(obj: object) -> str:
+    """``repr(obj)`` cut short, and safe on deeply nested or huge objects (for messages).
+
+    >>> short_repr(((((((1,),),),),),))
+    '((((...),),),)'
+    """
+    try:
+        return _REPR.repr(obj)
+    except Exception:  # a broken __repr__
+        return f"<{type(obj).__name__}>"

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import joblib
 import numpy as np
 import torch
 from scipy.stats import kendalltau
@@ -22,6 +21,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from sne_plugin._device import resolve_device
 from sne_plugin._inputs import as_networks, check_targets, prediction, resolve_loss, target_scale
+from sne_plugin._persist import load_regressor, save_regressor
 from sne_plugin._side import SideScaler
 from sne_plugin.encoder.model import SNEEncoder, SNENet
 from sne_plugin.encoder.permute import random_flat_index
@@ -242,30 +242,24 @@ class SNERegressor(RegressorMixin, BaseEstimator):
             return self._predict_data(_as_data(X), embed=True)
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the fitted regressor to ``path`` (joblib); load it with :meth:`load`."""
+        """Write the fitted regressor to ``path`` in sne-plugin's pickle-free format.
+
+        One ``.npz`` archive: the module's tensors and a JSON config (the package version,
+        ``get_params()`` and the fitted attributes; :mod:`sne_plugin._persist`). Read it
+        back with :meth:`load`, which never unpickles. ``pickle``/``joblib.dump`` of the
+        estimator also work, for scikit-learn tooling; load those from trusted sources
+        only, since unpickling runs whatever code the file holds.
+        """
         check_is_fitted(self, "module_")
-        joblib.dump(self, path)
+        save_regressor(self, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> SNERegressor:
-        """Read a regressor written by :meth:`save`, on any machine (CUDA or not)."""
-        if not os.path.isfile(path):
-            raise SNEError(
-                f"expected a saved SNERegressor file, but {os.fspath(path)!r} does not exist"
-            )
-        try:
-            obj = joblib.load(path)
-        except SNEError:
-            raise
-        except Exception as exc:
-            raise SNEError(
-                f"{os.fspath(path)!r} is not a readable saved SNERegressor ({exc})"
-            ) from None
-        if not isinstance(obj, cls):
-            raise SNEError(
-                f"{os.fspath(path)!r} holds a {type(obj).__name__}, expected an SNERegressor"
-            )
-        return obj
+        """Read a regressor written by :meth:`save`, on any machine (CUDA or not).
+
+        Pickle and joblib files are refused with an ``SNEError`` without being unpickled.
+        """
+        return load_regressor(cls, path)
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()

@@ -10,6 +10,8 @@ architecture share everything that depends only on shapes.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import enum
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +21,147 @@ import torch
 
 from sne_plugin.errors import SNEError
 
-__all__ = ["Layer", "LayerKind", "LayerSpec", "NetworkSpec", "NetworkWeights"]
+__all__ = [
+    "DEFAULT_MAX_PARAMETERS",
+    "Layer",
+    "LayerKind",
+    "LayerSpec",
+    "NetworkSpec",
+    "NetworkWeights",
+    "checked_array",
+    "checked_tensor",
+    "max_parameters",
+    "parameter_limit",
+]
+
+DEFAULT_MAX_PARAMETERS = 50_000_000
+"""The most parameters one tensor or one network may hold unless the user raises the cap
+(``read_weights(..., max_parameters=N)`` or ``with parameter_limit(N):``): a file cannot make
+the package allocate more than that by declaring a shape."""
+
+_LIMIT: contextvars.ContextVar[int] = contextvars.ContextVar(
+    "sne_max_parameters", default=DEFAULT_MAX_PARAMETERS
+)
+
+
+def max_parameters() -> int:
+    """The parameter cap in force (:data:`DEFAULT_MAX_PARAMETERS` unless raised).
+
+    >>> with parameter_limit(10**9):
+    ...     max_parameters()
+    1000000000
+    """
+    return _LIMIT.get()
+
+
+@contextlib.contextmanager
+def parameter_limit(limit: int | None) -> Iterator[None]:
+    """Inside the block, tensors and networks may hold up to ``limit`` parameters (None: no
+    change). Readers refuse larger ones before allocating them."""
+    if limit is None:
+        yield
+        return
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise SNEError(f"max_parameters must be a positive int, but got {limit!r}")
+    token = _LIMIT.set(limit)
+    try:
+        yield
+    finally:
+        _LIMIT.reset(token)
+
+
+def _check_count(count: int, where: str, what: str) -> None:
+    limit = _LIMIT.get()
+    if count > limit:
+        raise SNEError(
+            f"{where}: {what} holds {count:,} parameters, over the cap max_parameters="
+            f"{limit:,}; if the file is trusted, raise it: read_weights(..., "
+            f"max_parameters=N) or `with sne_plugin.weights.parameter_limit(N):`"
+        )
+
+
+_FLOAT8 = tuple(
+    getattr(torch, name)
+    for name in ("float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz")
+    if hasattr(torch, name)
+)
+
+
+def checked_tensor(value: torch.Tensor, where: str, what: str = "weight") -> torch.Tensor:
+    """``value`` detached, if it is a dense, strided, real tensor whose storage holds every
+    element it shows; float8 becomes float32. Anything else is an SNEError naming ``where``,
+    raised before any copy is made.
+
+    >>> checked_tensor(torch.zeros(1).expand(4, 4), "demo.pt, layer 'fc'")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    sne_plugin.errors.SNEError: demo.pt, layer 'fc': the weight of shape (4, 4) shows 16 ...
+    """
+    kind = _unsupported_kind(value)
+    if kind:
+        shape = "" if value.is_nested else f", shape {tuple(value.shape)}"
+        raise SNEError(
+            f"{where}: expected a dense floating-point tensor as {what}, got a {kind} tensor "
+            f"(dtype {value.dtype}{shape}); convert it to a dense float tensor first"
+        )
+    _check_storage(value, where, what)
+    _check_count(value.numel(), where, f"the {what} of shape {tuple(value.shape)}")
+    tensor = value.detach()
+    if tensor.dtype in _FLOAT8:
+        tensor = tensor.to(torch.float32)
+    return tensor
+
+
+def _unsupported_kind(value: torch.Tensor) -> str:
+    if value.is_nested:
+        return "nested"
+    if value.layout != torch.strided:
+        return f"{str(value.layout).removeprefix('torch.')} (not strided)"
+    if value.is_meta or value.device.type == "meta":
+        return "meta (no data)"
+    if value.is_quantized:
+        return "quantized (call .dequantize())"
+    return ""  # complex: refused by the callers as "expected a real-valued ..."
+
+
+def _check_storage(value: torch.Tensor, where: str, what: str) -> None:
+    """Refuse a view that shows more elements than its storage holds (stride 0, overlaps)."""
+    numel = value.numel()
+    if numel == 0:
+        return
+    try:
+        held = value.untyped_storage().nbytes() // max(value.element_size(), 1)
+    except (RuntimeError, NotImplementedError):  # a tensor without accessible storage
+        raise SNEError(
+            f"{where}: expected a tensor with storage as {what}, got one without "
+            f"(dtype {value.dtype}, shape {tuple(value.shape)})"
+        ) from None
+    available = held - value.storage_offset()
+    reach = 1 + sum((n - 1) * abs(st) for n, st in zip(value.shape, value.stride()))
+    if numel > available or reach > available:
+        raise SNEError(
+            f"{where}: the {what} of shape {tuple(value.shape)} shows {numel:,} elements but "
+            f"its storage holds {max(available, 0):,} (a stride-0 or overlapping view, e.g. "
+            "from expand()); store a real tensor (.clone()) instead"
+        )
+
+
+def checked_array(array: np.ndarray, where: str, what: str = "weight") -> np.ndarray:
+    """``array`` in native byte order, refused (SNEError) when it is over the parameter cap
+    or a stride-0 view (``np.broadcast_to``) that would grow when copied.
+
+    >>> checked_array(np.arange(3, dtype=">f4"), "w.npz").dtype.byteorder
+    '='
+    """
+    if array.size > 1 and any(st == 0 and n > 1 for n, st in zip(array.shape, array.strides)):
+        raise SNEError(
+            f"{where}: the {what} of shape {array.shape} is a stride-0 view (e.g. from "
+            "np.broadcast_to) that would grow when copied; store a real array instead"
+        )
+    _check_count(int(array.size), where, f"the {what} of shape {array.shape}")
+    if array.dtype.byteorder not in ("=", "|") and array.dtype.kind in "fiub":
+        array = array.astype(array.dtype.newbyteorder("="))
+    return array
 
 
 class LayerKind(str, enum.Enum):
@@ -167,6 +309,7 @@ class NetworkWeights:
                 raise SNEError(
                     f"{self.source}: expected sne_plugin.Layer items, got {type(layer).__name__}"
                 )
+        _check_count(self.num_params, self.source, "the network")
 
     @classmethod
     def from_pairs(
@@ -262,7 +405,7 @@ def _parse_kind(kind: object, name: str) -> LayerKind:
 def _as_tensor(value: object, name: str, what: str, source: str | None = None) -> torch.Tensor:
     where = f"{source}, layer {name!r}" if source else f"layer {name!r}"
     if isinstance(value, torch.Tensor):
-        tensor = value.detach()
+        tensor = checked_tensor(value, where, what)
     else:
         try:
             array = np.asarray(value)
@@ -274,6 +417,7 @@ def _as_tensor(value: object, name: str, what: str, source: str | None = None) -
             np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_
         ):
             raise SNEError(f"{where}: expected a numeric array as {what}, got dtype {array.dtype}")
+        array = checked_array(array, where, what)
         tensor = torch.from_numpy(np.ascontiguousarray(array))
     if tensor.dim() == 0:
         raise SNEError(f"{where}: expected an array as {what}, got a 0-d scalar")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import tempfile
 import threading
 from collections.abc import Iterable
@@ -21,6 +22,7 @@ import optuna
 import torch
 from optuna.artifacts import upload_artifact
 
+from sne_plugin.readers._limits import check_bytes_expansion
 from sne_plugin.weights import Layer, NetworkWeights
 
 __all__ = ["PREDICTION_ATTR", "WEIGHTS_ATTR", "WeightsBank", "copy_weights", "weight_steps"]
@@ -41,9 +43,12 @@ def weight_steps(trial: optuna.trial.FrozenTrial) -> list[int]:
     """
     steps = []
     for key in trial.user_attrs:
-        if key.startswith(WEIGHTS_ATTR) and key[len(WEIGHTS_ATTR) :].isdigit():
+        if key.startswith(WEIGHTS_ATTR) and _STEP.fullmatch(key[len(WEIGHTS_ATTR) :]):
             steps.append(int(key[len(WEIGHTS_ATTR) :]))
     return sorted(steps)
+
+
+_STEP = re.compile(r"[0-9]{1,18}")  # ASCII digits only: str.isdigit() accepts '²', int() not
 
 
 def copy_weights(net: NetworkWeights) -> NetworkWeights:
@@ -72,7 +77,10 @@ def to_bytes(net: NetworkWeights) -> bytes:
 
 
 def from_bytes(data: bytes) -> NetworkWeights:
-    """Inverse of :func:`to_bytes` (loaded with ``weights_only=True``)."""
+    """Inverse of :func:`to_bytes` (loaded with ``weights_only=True``, after checking that the
+    archive does not expand past the readers' cap; each tensor is checked as it becomes a
+    :class:`Layer`)."""
+    check_bytes_expansion(data, "weights artifact")
     payload: dict[str, Any] = torch.load(io.BytesIO(data), weights_only=True)
     layers = [Layer(d["kind"], d["name"], d["weight"], d["bias"]) for d in payload["layers"]]
     return NetworkWeights(tuple(layers), str(payload["source"]), bool(payload["is_chain"]))

@@ -88,7 +88,7 @@ def curve_predictor(regressor: Any, online: bool | None, factory: Any) -> Any | 
 def model_mode(regressor: Any, online: bool | None, factory: Any) -> Mode:
     """The mode :class:`SNEPruner`'s arguments ask for; ``online=None`` means "without a regressor".
 
-    >>> model_mode(None, None, None), model_mode("sne.joblib", True, None)
+    >>> model_mode(None, None, None), model_mode("regressor.sne", True, None)
     ('online', 'fine-tune')
     """
     online = regressor is None if online is None else online

@@ -187,9 +187,20 @@ class SNEPruner(BasePruner):
 
     # ------------------------------------------------------------------ Optuna's entry point
     def prune(self, study: optuna.study.Study, trial: FrozenTrial) -> bool:
-        """Whether to prune ``trial`` now (called by ``trial.should_prune()``)."""
+        """Whether to prune ``trial`` now (called by ``trial.should_prune()``).
+
+        Never raises: an unforeseen failure (storage, artifacts, the model) warns and the
+        trial is not pruned, so that the pruner is never the part that breaks a search.
+        """
         with self._lock:
-            return self._prune(study, trial)
+            try:
+                return self._prune(study, trial)
+            except Exception as exc:
+                warn(
+                    f"deciding on trial {trial.number} failed ({type(exc).__name__}: {exc}); "
+                    "not pruning"
+                )
+                return False
 
     def _prune(self, study: optuna.study.Study, trial: FrozenTrial) -> bool:
         if self._curve is not None:

@@ -11,6 +11,7 @@ from sne_plugin.weights import NetworkWeights
 
 from ._bank import WEIGHTS_ATTR, copy_weights
 from ._pruner import SNEPruner
+from ._warn import warn
 
 __all__ = ["report_weights"]
 
@@ -27,7 +28,10 @@ def report_weights(
     one this warns and does nothing, so one objective serves every pruner.
 
     Recorded in storage: the user attribute ``sne:weights:<step>``, holding the artifact id
-    of the weights when the pruner has an artifact store, else ``None``.
+    of the weights when the pruner has an artifact store, else ``None``. When the store or
+    the storage cannot be written (a read-only or full folder, a locked database), this
+    warns and the trial goes on; the weights then stay in this process. Weights that cannot
+    be read at all (sparse, meta, stride-0 views...) raise an ``SNEError``.
 
     Examples
     --------
@@ -48,7 +52,30 @@ def report_weights(
         return
     net = copy_weights(_as_weights(weights))
     pruner.bank.remember(trial._trial_id, step, net)
-    trial.set_user_attr(f"{WEIGHTS_ATTR}{step}", pruner.bank.upload(trial, net))
+    _record(trial, f"{WEIGHTS_ATTR}{step}", _upload(pruner, trial, net, step))
+
+
+def _upload(pruner: SNEPruner, trial: optuna.trial.Trial, net: NetworkWeights, step: int) -> Any:
+    """The artifact id of ``net`` in the pruner's store; None (with a warning) when writing
+    fails: a read-only or full artifact folder must not fail the trial."""
+    try:
+        return pruner.bank.upload(trial, net)
+    except Exception as exc:
+        warn(
+            f"could not write the weights of trial {trial.number} at step {step} to the "
+            f"artifact store ({type(exc).__name__}: {exc}); they stay in this process only"
+        )
+        return None
+
+
+def _record(trial: optuna.trial.Trial, key: str, value: Any) -> None:
+    try:
+        trial.set_user_attr(key, value)
+    except Exception as exc:  # storage locked, gone, or the trial finished meanwhile
+        warn(
+            f"could not record {key} on trial {trial.number} ({type(exc).__name__}: {exc}); "
+            "the pruner will not see these weights"
+        )
 
 
 def _study_pruner(trial: optuna.trial.Trial) -> SNEPruner | None:

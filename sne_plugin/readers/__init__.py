@@ -23,10 +23,11 @@ import torch
 from torch import nn
 
 from sne_plugin.errors import SNEError, describe
+from sne_plugin.readers._limits import check_npz_headers
 from sne_plugin.readers.onnx_reader import is_onnx_model, read_onnx
 from sne_plugin.readers.state_dict import read_sequence, read_state_dict, read_torch_file
 from sne_plugin.readers.torch_module import read_module
-from sne_plugin.weights import NetworkWeights
+from sne_plugin.weights import NetworkWeights, parameter_limit
 
 __all__ = ["read_many", "read_weights"]
 
@@ -37,17 +38,31 @@ _EXPECTED = (
 )
 
 
-def read_weights(obj: object, *, strict: bool = True) -> NetworkWeights:
+def read_weights(
+    obj: object, *, strict: bool = True, max_parameters: int | None = None
+) -> NetworkWeights:
     """The weights of one network, from any supported form (see the module docstring).
 
     With ``strict`` (the default) parameters that cannot be read raise an ``SNEError``
     naming them; with ``strict=False`` they are skipped with a warning.
+
+    ``max_parameters`` caps what one network (and each of its tensors) may hold, checked
+    before anything is allocated; default ``None``: the cap in force, 50 million
+    (:data:`sne_plugin.weights.DEFAULT_MAX_PARAMETERS`) unless raised with
+    :func:`sne_plugin.weights.parameter_limit`. Files are also refused when they would
+    decompress to more than 100 times their size, or hold stride-0 or overlapping views,
+    sparse, meta, nested, quantized or complex tensors.
 
     >>> from torch import nn
     >>> net = read_weights(nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(16, 2)))
     >>> [(layer.kind.value, layer.spec.weight_shape) for layer in net]
     [('conv2d', (4, 1, 3, 3)), ('dense', (2, 16))]
     """
+    with parameter_limit(max_parameters):
+        return _read(obj, strict=strict)
+
+
+def _read(obj: object, *, strict: bool) -> NetworkWeights:
     if isinstance(obj, NetworkWeights):
         return obj
     if isinstance(obj, nn.Module):
@@ -87,6 +102,7 @@ def _read_path(path: Path, *, strict: bool) -> NetworkWeights:
 
 
 def _read_npz(path: Path, *, strict: bool) -> NetworkWeights:
+    check_npz_headers(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}

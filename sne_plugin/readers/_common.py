@@ -16,7 +16,9 @@ __all__ = ["Skipped", "finish", "make_layer", "shape_of"]
 
 def shape_of(tensor: torch.Tensor | None) -> tuple[int, ...] | None:
     """The shape as a plain tuple (for messages), or None."""
-    return None if tensor is None else tuple(tensor.shape)
+    if tensor is None or tensor.is_nested:  # a nested tensor has no single shape
+        return None
+    return tuple(tensor.shape)
 
 
 def _out_dim(kind: LayerKind, weight: torch.Tensor, groups: int) -> int:

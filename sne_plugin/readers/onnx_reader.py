@@ -111,13 +111,19 @@ def read_onnx(model: object, *, strict: bool = True) -> NetworkWeights:
     source = "<onnx.ModelProto>"
     if isinstance(model, (str, os.PathLike)):
         proto, source = _load(Path(model)), str(model)
-    graph = _Graph(proto.graph, source)
-    found, skipped = graph.find_layers()
-    layers = _named_layers(found, graph, source)
+    try:
+        graph = _Graph(proto.graph, source)
+        found, skipped = graph.find_layers()
+        layers = _named_layers(found, graph, source)
+        is_chain = graph.is_chain()
+    except SNEError:
+        raise
+    except Exception as exc:  # a malformed graph this reader did not foresee
+        raise SNEError(
+            f"{source}: could not read the ONNX graph ({type(exc).__name__}: {_first_line(exc)})"
+        ) from None
     meta: dict[str, object] = {"format": "onnx", "producer": proto.producer_name}
-    return finish(
-        layers, skipped, source=source, strict=strict, is_chain=graph.is_chain(), meta=meta
-    )
+    return finish(layers, skipped, source=source, strict=strict, is_chain=is_chain, meta=meta)
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -160,6 +166,11 @@ def _check_external(model: Any, path: Path) -> None:
     folder = path.parent.resolve()
     for tensor in _external_tensors(model):
         location = {entry.key: entry.value for entry in tensor.external_data}.get("location", "")
+        if not location or "\x00" in location:
+            raise SNEError(
+                f"{path}: tensor {tensor.name!r} refers to external data at {location!r}; "
+                "expected a file name (non-empty, without NUL bytes); refusing to read it"
+            )
         target = (folder / location).resolve()
         if (
             os.path.isabs(location)
@@ -204,7 +215,22 @@ class _Graph:
         for node in self.nodes:
             for name in node.input:
                 self.consumers.setdefault(name, []).append(node)
-            self._fold(node)
+            self._guarded(node, self._fold)
+
+    def _guarded(self, node: Any, step: Any) -> Any:
+        """``step(node)``, with any failure an SNEError naming the node."""
+        try:
+            return step(node)
+        except SNEError:
+            raise
+        except Exception as exc:
+            raise SNEError(
+                f"{self.source}, node {_node_label(node)!r} ({node.op_type}): could not be "
+                f"read ({type(exc).__name__}: {_first_line(exc)})"
+            ) from None
+
+    def _fail(self, node: Any, message: str) -> SNEError:
+        return SNEError(f"{self.source}, node {_node_label(node)!r} ({node.op_type}): {message}")
 
     # constants
     def has(self, name: str) -> bool:
@@ -220,6 +246,11 @@ class _Graph:
         return value if value is not None and np.issubdtype(value.dtype, np.floating) else None
 
     def _to_array(self, proto: Any) -> np.ndarray:
+        if proto.data_location == 1:  # TensorProto.EXTERNAL, not loaded from a known folder
+            raise SNEError(
+                f"{self.source}: tensor {proto.name!r} keeps its data in an external file; "
+                "pass the .onnx file's path, so that the data is read from its folder"
+            )
         try:
             array = np.asarray(self.numpy_helper.to_array(proto))
         except Exception as exc:
@@ -227,6 +258,8 @@ class _Graph:
                 f"{self.source}: could not read tensor {proto.name!r} "
                 f"(missing external data?): {_first_line(exc)}"
             ) from None
+        if array.dtype.kind in "OSU":
+            return array  # STRING tensors: never weights (float_const ignores them)
         if not np.issubdtype(array.dtype, np.number) and array.dtype != np.bool_:
             array = array.astype(np.float32)  # bfloat16, float8 ... from ml_dtypes
         return array
@@ -238,6 +271,8 @@ class _Graph:
         inputs = [name for name in node.input if name]
         if node.op_type not in _FOLDABLE or not inputs or not all(self.has(n) for n in inputs):
             return
+        if not node.output or not node.input[0]:
+            raise self._fail(node, "expected a first input and an output, got none")
         value = self._fold_op(node)
         if value is not None:
             self.arrays[node.output[0]] = value
@@ -246,6 +281,8 @@ class _Graph:
 
     def _fold_constant(self, node: Any) -> None:
         helper = self.helper
+        if not node.output:
+            raise self._fail(node, "expected an output, got none")
         for attr in node.attribute:
             if attr.name == "sparse_value":
                 continue
@@ -257,29 +294,61 @@ class _Graph:
 
     def _fold_op(self, node: Any) -> np.ndarray | None:
         x = self.const(node.input[0])
-        attrs = {a.name: self.helper.get_attribute_value(a) for a in node.attribute}
-        if x is None:
+        if x is None or x.dtype.kind in "OSU":
             return None
         if node.op_type == "Identity":
             return x
         if node.op_type == "Cast":
-            return x.astype(self.helper.tensor_dtype_to_np_dtype(attrs["to"]))
+            return self._cast(node, x)
         if node.op_type == "Transpose":
-            return np.transpose(x, attrs.get("perm") or None)
-        return self._dequantize(node, x, attrs)
+            return self._transpose(node, x)
+        return self._dequantize(node, x)
 
-    def _dequantize(self, node: Any, x: np.ndarray, attrs: dict[str, Any]) -> np.ndarray | None:
+    def _cast(self, node: Any, x: np.ndarray) -> np.ndarray | None:
+        to = _int_attr(node, "to", None, self)
+        if to is None:
+            raise self._fail(node, "expected the attribute 'to' (a data type), got none")
+        try:
+            dtype = np.dtype(self.helper.tensor_dtype_to_np_dtype(to))
+        except Exception:
+            raise self._fail(
+                node, f"attribute 'to': expected an ONNX data type, got {to}"
+            ) from None
+        if dtype.kind in "OSU":
+            return None  # a cast to STRING: not a weight
+        return x.astype(dtype)
+
+    def _transpose(self, node: Any, x: np.ndarray) -> np.ndarray:
+        perm = _ints_attr(node, "perm", self)
+        if perm and sorted(perm) != list(range(x.ndim)):
+            raise self._fail(
+                node, f"attribute 'perm': expected a permutation of 0..{x.ndim - 1}, got {perm}"
+            )
+        return np.transpose(x, perm or None)
+
+    def _dequantize(self, node: Any, x: np.ndarray) -> np.ndarray | None:
+        if len(node.input) < 2 or not node.input[1]:
+            raise self._fail(node, "expected inputs (x, scale[, zero_point]), got no scale")
         scale = self.const(node.input[1])
-        if scale is None or attrs.get("block_size", 0):
-            self.skipped.add(node.name or node.output[0], "DequantizeLinear (blocked quantization)")
+        if scale is None or _int_attr(node, "block_size", 0, self):
+            self.skipped.add(_node_label(node), "DequantizeLinear (blocked quantization)")
             return None
         zero = self.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
-        axis = int(attrs.get("axis", 1)) % max(x.ndim, 1)
+        axis = _int_attr(node, "axis", 1, self)
         shape = [1] * x.ndim
         if scale.size > 1:
-            shape[axis] = scale.size
+            along = x.shape[axis] if -x.ndim <= axis < x.ndim else None
+            if along != scale.size:
+                raise self._fail(
+                    node,
+                    f"expected {scale.size} values along axis {axis} of the input (shape "
+                    f"{x.shape}) to match the scale's, got {along}",
+                )
+            shape[axis % x.ndim] = scale.size
+        if zero is not None and zero.size not in (1, scale.size):
+            raise self._fail(node, f"expected a zero point of {scale.size} values, got {zero.size}")
         centred = x.astype(np.float64) - (
-            0.0 if zero is None else zero.astype(np.float64).reshape(shape)
+            0.0 if zero is None else zero.astype(np.float64).reshape(shape if zero.size > 1 else ())
         )
         return (centred * scale.astype(np.float64).reshape(shape)).astype(scale.dtype)
 
@@ -290,7 +359,7 @@ class _Graph:
         for node in self.nodes:
             if id(node) in self.folded or id(node) in used_adds:
                 continue
-            layer = self._layer(node, used_adds)
+            layer = self._guarded(node, lambda n: self._layer(n, used_adds))
             if layer is not None:
                 found.append(layer)
             elif node.op_type not in _NOT_WEIGHTS and self._holds_weights(node):
@@ -327,7 +396,7 @@ class _Graph:
                 f"{self.source}, node {_node_label(node)!r} ({node.op_type}): expected a "
                 f"weight of 3 to 5 dims, got shape {weight.shape}"
             )
-        groups = int(_attrs(node, self.helper).get("group", 1))
+        groups = _int_attr(node, "group", 1, self)
         return _Found(
             kinds[weight.ndim], node, weight, self._input(node, 2), self.origin_of(node, 1), groups
         )
@@ -336,13 +405,13 @@ class _Graph:
         b = self._input(node, 1)
         if b is None or b.ndim != 2:
             return None
-        attrs = _attrs(node, self.helper)
-        weight = (b if attrs.get("transB", 0) else b.T) * float(attrs.get("alpha", 1.0))
+        trans_b = _int_attr(node, "transB", 0, self)
+        weight = (b if trans_b else b.T) * _float_attr(node, "alpha", 1.0, self)
         bias = self._input(node, 2)
         if bias is not None:
             bias = np.broadcast_to(bias, (weight.shape[0],)).copy() if bias.size == 1 else bias
             bias = bias.reshape(-1) if bias.ndim == 2 and bias.shape[0] == 1 else bias
-            bias = bias * float(attrs.get("beta", 1.0))
+            bias = bias * _float_attr(node, "beta", 1.0, self)
         return _Found(LayerKind.DENSE, node, weight.astype(b.dtype), bias, self.origin_of(node, 1))
 
     def _matmul(self, node: Any, used_adds: set[int]) -> _Found | None:
@@ -350,7 +419,8 @@ class _Graph:
         if b is None or b.ndim != 2:
             return None
         weight = b.T
-        bias, add = self._following_bias(node.output[0], weight.shape[0])
+        output = node.output[0] if node.output else ""
+        bias, add = self._following_bias(output, weight.shape[0]) if output else (None, None)
         if add is not None:
             used_adds.add(id(add))
         return _Found(LayerKind.DENSE, node, weight, bias, self.origin_of(node, 1))
@@ -375,8 +445,12 @@ class _Graph:
 
     def _gather(self, node: Any) -> _Found | None:
         table = self._input(node, 0)
-        axis = int(_attrs(node, self.helper).get("axis", 0))
-        if table is None or table.ndim != 2 or axis != 0 or self.has(node.input[1]):
+        axis = _int_attr(node, "axis", 0, self)
+        if table is None or table.ndim != 2 or axis != 0:
+            return None
+        if len(node.input) < 2 or not node.input[1]:
+            raise self._fail(node, "expected inputs (data, indices), got no indices")
+        if self.has(node.input[1]):
             return None
         return _Found(LayerKind.EMBEDDING, node, table, None, self.origin_of(node, 0))
 
@@ -402,8 +476,48 @@ class _Graph:
         return all(count <= 1 for count in uses.values())
 
 
-def _attrs(node: Any, helper: Any) -> dict[str, Any]:
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+_FLOAT, _INT, _INTS = 1, 2, 7  # AttributeProto.AttributeType
+
+
+def _attr(node: Any, name: str) -> Any | None:
+    found = [a for a in node.attribute if a.name == name]
+    return found[-1] if found else None
+
+
+def _int_attr(node: Any, name: str, default: Any, graph: _Graph) -> Any:
+    attr = _attr(node, name)
+    if attr is None:
+        return default
+    if attr.type != _INT:
+        raise graph._fail(node, f"attribute {name!r}: expected an int, got {_attr_type(attr)}")
+    return int(attr.i)
+
+
+def _float_attr(node: Any, name: str, default: float, graph: _Graph) -> float:
+    attr = _attr(node, name)
+    if attr is None:
+        return default
+    if attr.type not in (_FLOAT, _INT):
+        raise graph._fail(node, f"attribute {name!r}: expected a float, got {_attr_type(attr)}")
+    value = float(attr.f if attr.type == _FLOAT else attr.i)
+    if not np.isfinite(value):
+        raise graph._fail(node, f"attribute {name!r}: expected a finite float, got {value}")
+    return value
+
+
+def _ints_attr(node: Any, name: str, graph: _Graph) -> list[int]:
+    attr = _attr(node, name)
+    if attr is None:
+        return []
+    if attr.type != _INTS:
+        raise graph._fail(node, f"attribute {name!r}: expected ints, got {_attr_type(attr)}")
+    return [int(v) for v in attr.ints]
+
+
+def _attr_type(attr: Any) -> str:
+    names = {0: "UNDEFINED", 1: "FLOAT", 2: "INT", 3: "STRING", 4: "TENSOR", 5: "GRAPH"}
+    names.update({6: "FLOATS", 7: "INTS", 8: "STRINGS", 9: "TENSORS", 10: "GRAPHS"})
+    return names.get(attr.type, f"type {attr.type}")
 
 
 def _node_label(node: Any) -> str:
@@ -413,12 +527,46 @@ def _node_label(node: Any) -> str:
 def _metadata_list(node: Any, key: str) -> list[str]:
     for prop in getattr(node, "metadata_props", ()):
         if prop.key == key:
-            try:
-                value = ast.literal_eval(prop.value)
-            except (ValueError, SyntaxError):
-                return []
-            return [str(v) for v in value] if isinstance(value, (list, tuple)) else []
+            return _string_list(prop.value)
     return []
+
+
+_MAX_METADATA = 1 << 16  # characters: a module path list is a few hundred
+_STRING_ITEM = re.compile(r"""\s*('(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*")\s*(?:,|(?=\s*\Z))""")
+_REST = re.compile(r"\s*\Z")
+
+
+def _string_list(text: str) -> list[str]:
+    """A flat list or tuple of string literals, as dynamo exports write metadata ('[]' when
+    the text is anything else or longer than 64 KiB): linear time, no recursion.
+
+    >>> _string_list("['', 'fc1']"), _string_list("[[" * 5000), _string_list("__import__('os')")
+    (['', 'fc1'], [], [])
+    """
+    text = text.strip()
+    if len(text) > _MAX_METADATA or len(text) < 2 or (text[0], text[-1]) not in _BRACKETS:
+        return []
+    body, pos, items = text[1:-1], 0, []
+    while not _REST.match(body, pos):
+        match = _STRING_ITEM.match(body, pos)
+        if match is None:
+            return []
+        items.append(_unquote(match.group(1)))
+        pos = match.end()
+    return items
+
+
+_BRACKETS = {("[", "]"), ("(", ")")}
+
+
+def _unquote(literal: str) -> str:
+    if "\\" not in literal:
+        return literal[1:-1]
+    try:
+        value = ast.literal_eval(literal)  # one short string literal, already matched
+    except (ValueError, SyntaxError):
+        return literal[1:-1]
+    return value if isinstance(value, str) else literal[1:-1]
 
 
 def _scope(node: Any) -> str:
@@ -462,5 +610,5 @@ def _layer_name(item: _Found, shared: bool) -> str:
     by_node = _scope(item.node) or _node_path(item.node)
     if by_node:
         return by_node
-    label = item.node.name or item.node.output[0]
+    label = item.node.name or (item.node.output[0] if item.node.output else item.node.op_type)
     return f"{_clean(item.origin)}@{label}" if real else label

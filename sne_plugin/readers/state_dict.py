@@ -32,9 +32,17 @@ from typing import Any, cast
 import numpy as np
 import torch
 
-from sne_plugin.errors import SNEError, describe
+from sne_plugin.errors import SNEError, describe, short_repr
 from sne_plugin.readers._common import Skipped, finish, make_layer, shape_of
-from sne_plugin.weights import Layer, LayerKind, NetworkWeights, kind_for_ndim
+from sne_plugin.readers._limits import check_zip_expansion
+from sne_plugin.weights import (
+    Layer,
+    LayerKind,
+    NetworkWeights,
+    checked_array,
+    checked_tensor,
+    kind_for_ndim,
+)
 
 __all__ = ["read_sequence", "read_state_dict", "read_torch_file"]
 
@@ -69,7 +77,9 @@ def _group(state: Mapping[object, object], source: str) -> dict[str, dict[str, o
     groups: dict[str, dict[str, object]] = {}
     for key, value in state.items():
         if not isinstance(key, str):
-            raise SNEError(f"{source}: expected a state dict with str keys, got key {key!r}")
+            raise SNEError(
+                f"{source}: expected a state dict with str keys, got key {short_repr(key)}"
+            )
         prefix, _, leaf = key.rpartition(".")
         groups.setdefault(prefix, {})[leaf] = value
     return groups
@@ -156,7 +166,7 @@ def _as_torch(value: object, where: str, what: str = "weight") -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         if value.dim() == 0:
             raise SNEError(f"{where}: expected an array as {what}, got a 0-d scalar")
-        return value.detach()
+        return checked_tensor(value, where, what)
     try:
         array = np.asarray(value)
     except Exception as exc:
@@ -170,7 +180,7 @@ def _as_torch(value: object, where: str, what: str = "weight") -> torch.Tensor:
         )
     if array.ndim == 0:
         raise SNEError(f"{where}: expected an array as {what}, got a 0-d scalar")
-    return torch.from_numpy(np.ascontiguousarray(array))
+    return torch.from_numpy(np.ascontiguousarray(checked_array(array, where, what)))
 
 
 def _looks_like_chain(layers: Sequence[Layer]) -> bool:
@@ -273,6 +283,7 @@ def read_torch_file(path: Path, *, strict: bool = True) -> NetworkWeights:
     >>> read_torch_file(path).spec.layers[0].weight_shape
     (2, 3)
     """
+    check_zip_expansion(path, "torch checkpoint")
     try:
         loaded = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as exc:

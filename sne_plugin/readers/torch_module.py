@@ -64,7 +64,8 @@ def read_module(module: nn.Module, *, strict: bool = True) -> NetworkWeights:
     skipped = Skipped()
     for name, sub in _walk(module, ""):
         layers.extend(_read_one(name or "<root>", sub, skipped, source))
-    return finish(layers, skipped, source=source, strict=strict, is_chain=_is_chain(module))
+    net = finish(layers, skipped, source=source, strict=strict, is_chain=_is_chain(module))
+    return _snapshot(net)
 
 
 def _children(module: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -99,7 +100,18 @@ def _reads_whole(module: nn.Module) -> bool:
 
 
 def _tensor(value: torch.Tensor | None) -> torch.Tensor | None:
-    return None if value is None else value.detach().clone()
+    # no copy yet: Layer checks the tensor first (a stride-0 view must not be materialized),
+    # then read_module copies what it read (_snapshot)
+    return None if value is None else value.detach()
+
+
+def _snapshot(net: NetworkWeights) -> NetworkWeights:
+    """``net`` with every tensor copied, so that training the module does not change it."""
+    layers = [
+        layer.replace(layer.weight.clone(), None if layer.bias is None else layer.bias.clone())
+        for layer in net.layers
+    ]
+    return net.with_layers(layers)
 
 
 def _read_one(name: str, module: nn.Module, skipped: Skipped, source: str) -> list[Layer]:

@@ -34,7 +34,7 @@ def test_the_example_searches_with_shared_storage_and_artifacts(tmp_path: Path) 
 
 @pytest.mark.slow
 def test_the_example_pretrains_saves_and_reloads_its_regressor(tmp_path: Path) -> None:
-    saved = tmp_path / "digits-sne.joblib"
+    saved = tmp_path / "digits-sne.sne"
     common = [str(ROOT / "examples" / "optuna_pruning.py"), "--trials", "6", "--epochs", "3"]
     text = _run([*common, "--pretrain", "3", "--save-regressor", str(saved)], tmp_path)
     assert "pretraining zoo: 3 configurations" in text and "of 18 epochs trained" in text

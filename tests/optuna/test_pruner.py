@@ -291,7 +291,7 @@ def test_fine_tuning_needs_partial_fit() -> None:
 def test_a_saved_regressor_is_loaded_from_its_path(
     tmp_path: Path, pretrained: dict[str, SNERegressor]
 ) -> None:
-    path = tmp_path / "sne.joblib"
+    path = tmp_path / "regressor.sne"
     pretrained["maximize"].save(path)
     pruner = SNEPruner(path, percentile=50.0, n_min_trials=8)
     study = _with_zoo(_study(tmp_path, "maximize", pruner))
@@ -300,7 +300,32 @@ def test_a_saved_regressor_is_loaded_from_its_path(
 
 def test_a_missing_saved_regressor_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="does not exist"):
-        SNEPruner(tmp_path / "missing.joblib")
+        SNEPruner(tmp_path / "missing.sne")
+
+
+class _Payload:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Path.touch, (self.marker,))
+
+
+def test_a_pickled_regressor_is_refused_unrun(
+    tmp_path: Path, pretrained: dict[str, SNERegressor]
+) -> None:
+    # SNEPruner(path) reads through SNERegressor.load: pickles are never unpickled
+    import joblib
+
+    from sne_plugin import SNEError
+
+    marker = tmp_path / "ran"
+    joblib.dump([_Payload(marker), pretrained["maximize"]], tmp_path / "evil.joblib")
+    with pytest.raises(SNEError, match=r"evil\.joblib' is a pickle or joblib file"):
+        SNEPruner(tmp_path / "evil.joblib")
+    with pytest.raises(SNEError, match=r"pickle or joblib"):
+        SNEPruner(tmp_path / "evil.joblib", online=True)
+    assert not marker.exists()
 
 
 class _Raising:

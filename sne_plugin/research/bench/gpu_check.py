@@ -77,7 +77,7 @@ def check_cpu_load(out: Path) -> None:
     nets, y = zoo_like(256 if not DRY else 64)
     reg = SNERegressor(epochs=3, random_state=0).fit(nets, y)
     log("fitted_device", str(reg.device_))
-    path = out / "sne_cuda.joblib"
+    path = out / "sne_cuda.sne"
     reg.save(path)
     np.save(out / "pred_cuda.npy", reg.predict(nets[:64]))
     code = (
@@ -91,7 +91,7 @@ def check_cpu_load(out: Path) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
     )
     log("cpu_load", res.stdout.strip() or res.stderr[-500:])
-    (out / "sne_cuda.joblib").unlink()
+    (out / "sne_cuda.sne").unlink()
 
 
 def encode_row(
