@@ -35,6 +35,7 @@ import optuna
 import torch
 
 from sne_plugin.integrations.optuna import SNEPruner
+from sne_plugin.integrations.optuna._pruner import DEFAULT_CURVE_PERCENTILE
 from sne_plugin.pretrained import CurvePredictor, load_pretrained
 from sne_plugin.research.bench.pruner_replay import (
     Outcome,
@@ -209,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, searches, epochs in jobs:
         searches = searches[: args.seeds] if args.seeds else searches
         for p in args.percentile:
-            pct = defaults["percentile"].default if p is None else p
+            pct = DEFAULT_CURVE_PERCENTILE if p is None else p
             t0 = time.perf_counter()
             rows, seconds = run(
                 searches, epochs, percentile=pct, warmup=warmup, online=args.online, only=args.only
