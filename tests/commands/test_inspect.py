@@ -65,6 +65,7 @@ def test_inspect_missing_file(capsys: pytest.CaptureFixture[str]) -> None:
     )
 
 
+@pytest.mark.slow
 def test_inspect_subprocess(onnx_file: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "sne_plugin.cli", "inspect", str(onnx_file)],
