@@ -17,6 +17,7 @@ __all__ = [
     "Layer",
     "LayerKind",
     "NetworkWeights",
+    "SNEEmbedder",
     "SNEError",
     "SNERegressor",
     "__version__",
@@ -24,6 +25,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from sne_plugin.embedder import SNEEmbedder
     from sne_plugin.readers import read_weights
     from sne_plugin.regressor import SNERegressor
     from sne_plugin.weights import Layer, LayerKind, NetworkWeights
@@ -36,6 +38,7 @@ _LAZY = {
     "NetworkWeights": "sne_plugin.weights",
     "read_weights": "sne_plugin.readers",
     "SNERegressor": "sne_plugin.regressor",
+    "SNEEmbedder": "sne_plugin.embedder",
 }
 
 
