@@ -9,6 +9,6 @@ import importlib.util
 # under tests/integrations skip themselves (importorskip).
 collect_ignore_glob = [
     f"sne_plugin/integrations/{name}/*"
-    for name in ("skorch", "lightning")
+    for name in ("skorch", "lightning", "ray")
     if importlib.util.find_spec(name) is None
 ]
