@@ -30,7 +30,8 @@ A guided tour of sne-plugin, each step explained as it runs:
   3. if Optuna is installed: run a short search over CNNs twice, pruned by SNEPruner and
      unpruned, and compare the epochs trained and the best accuracy found.
 
-About 4 minutes on 2 CPU cores; --quick takes about a minute."""
+Several minutes on 2 CPU cores, most of them fitting SNE (a progress bar shows it); --quick
+takes about a minute once its zoo is cached."""
 
 _TAU = (
     "Kendall's tau: how well predicted accuracies order the held-out networks "
