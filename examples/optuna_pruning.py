@@ -7,7 +7,8 @@ its validation accuracy (``trial.report``, the user's own metric) and its weight
 predict a trial's final accuracy from its weights, and stops the trials predicted to end in
 the bottom ``--percentile``.
 
-Run (about 1-2 minutes on a CPU)::
+Run (several minutes on a CPU: 40 trials of up to 12 epochs; a progress bar shows how far
+it is)::
 
     python examples/optuna_pruning.py
     python examples/optuna_pruning.py --trials 60 --epochs 15 \\
@@ -44,13 +45,20 @@ from sne_plugin.research.digits_search import (
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--trials", type=int, default=40)
-    parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--percentile", type=float, default=KEEP_RULE["percentile"])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument("--trials", type=int, default=40, help="trials to run")
+    parser.add_argument("--epochs", type=int, default=12, help="training epochs per trial")
+    parser.add_argument(
+        "--percentile",
+        type=float,
+        default=KEEP_RULE["percentile"],
+        help="prune a trial predicted below this percentile of its peers (80: keep the top fifth)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="sampler seed")
     parser.add_argument("--storage", default=None, help="e.g. sqlite:///digits.db (shared)")
-    parser.add_argument("--study-name", default="sne-digits")
+    parser.add_argument("--study-name", default="sne-digits", help="the study's name in --storage")
     parser.add_argument("--artifact-dir", default=None, help="where weights go (multi-process)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument(
@@ -106,7 +114,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     ledger = Ledger()
     start = time.perf_counter()
-    study.optimize(make_objective(data, args.epochs, ledger=ledger), n_trials=args.trials)
+    objective = make_objective(data, args.epochs, ledger=ledger)
+    study.optimize(objective, n_trials=args.trials, show_progress_bar=True)
     states = [t.state.name for t in study.trials]
     print(f"best accuracy {study.best_value:.4f} with {study.best_params}")
     print(

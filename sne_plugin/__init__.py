@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from sne_plugin.errors import SNEError
-from sne_plugin.weights import Layer, LayerKind, NetworkWeights
 
 __version__ = "0.1.0"
 
@@ -18,6 +17,7 @@ __all__ = [
     "Layer",
     "LayerKind",
     "NetworkWeights",
+    "SNEEmbedder",
     "SNEError",
     "SNERegressor",
     "__version__",
@@ -25,14 +25,24 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from sne_plugin.embedder import SNEEmbedder
     from sne_plugin.readers import read_weights
     from sne_plugin.regressor import SNERegressor
+    from sne_plugin.weights import Layer, LayerKind, NetworkWeights
 
-_LAZY = {"read_weights": "sne_plugin.readers", "SNERegressor": "sne_plugin.regressor"}
+# Everything that needs torch is imported on first use, so that `import sne_plugin` (and with
+# it `sne --help`) stays light.
+_LAZY = {
+    "Layer": "sne_plugin.weights",
+    "LayerKind": "sne_plugin.weights",
+    "NetworkWeights": "sne_plugin.weights",
+    "read_weights": "sne_plugin.readers",
+    "SNERegressor": "sne_plugin.regressor",
+    "SNEEmbedder": "sne_plugin.embedder",
+}
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy, so that `import sne_plugin` stays light; optuna and onnx are never imported here.
     if name in _LAZY:
         import importlib
 

@@ -229,6 +229,29 @@ class NetworkSpec:
     def __len__(self) -> int:
         return len(self.layers)
 
+    def __str__(self) -> str:
+        """The layers as a table (``print(net.spec)``); ``repr`` keeps the dataclass form.
+
+        >>> print(NetworkSpec((LayerSpec(LayerKind.DENSE, "fc", (10, 16), (10,)),)))
+        #  kind   name  weight  bias  params
+        0  dense  fc    10x16   10       170
+        total: 1 layers, 170 parameters
+        """
+        rows = [("#", "kind", "name", "weight", "bias", "params")]
+        for i, layer in enumerate(self.layers):
+            shapes = (_dims(layer.weight_shape), _dims(layer.bias_shape))
+            rows.append((str(i), layer.kind.value, layer.name, *shapes, f"{layer.num_params:,}"))
+        widths = [max(len(row[col]) for row in rows) for col in range(len(rows[0]))]
+        lines = [
+            "  ".join([*(c.ljust(w) for c, w in zip(row[:-1], widths)), row[-1].rjust(widths[-1])])
+            for row in rows
+        ]
+        return "\n".join([*lines, f"total: {len(self)} layers, {self.num_params:,} parameters"])
+
+
+def _dims(shape: tuple[int, ...] | None) -> str:
+    return "-" if shape is None else "x".join(str(n) for n in shape)
+
 
 @dataclass(frozen=True, eq=False)
 class Layer:

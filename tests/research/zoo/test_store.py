@@ -118,7 +118,7 @@ def test_cli_build_and_info(tmp_path, capsys) -> None:
     import argparse
 
     parser = argparse.ArgumentParser()
-    register(parser.add_subparsers())
+    register(parser.add_subparsers(), "build and summarise zoos")
     args = parser.parse_args(
         [
             "zoo",

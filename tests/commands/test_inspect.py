@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -13,29 +12,7 @@ import pytest
 import torch
 from onnx import helper, numpy_helper
 
-import sne_plugin.cli
 from sne_plugin.cli import main
-
-_ALL_COMMANDS = tuple(sne_plugin.cli._COMMAND_MODULES)
-
-
-def _missing_commands() -> list[str]:
-    missing = []
-    for name in _ALL_COMMANDS:
-        try:
-            found = importlib.util.find_spec(name) is not None
-        except ModuleNotFoundError:
-            found = False
-        if not found:
-            missing.append(name)
-    return missing
-
-
-@pytest.fixture(autouse=True)
-def _only_present_commands(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Register only the command modules that exist yet (others land in other issues)."""
-    present = tuple(m for m in _ALL_COMMANDS if m not in _missing_commands())
-    monkeypatch.setattr(sne_plugin.cli, "_COMMAND_MODULES", present)
 
 
 @pytest.fixture
@@ -90,15 +67,8 @@ def test_inspect_missing_file(capsys: pytest.CaptureFixture[str]) -> None:
 
 @pytest.mark.slow
 def test_inspect_subprocess(onnx_file: Path) -> None:
-    command = [sys.executable, "-m", "sne_plugin.cli"]
-    if _missing_commands():  # until every command module exists, patch the hub in the child
-        code = (
-            "import sys, sne_plugin.cli as c; "
-            "c._COMMAND_MODULES = ('sne_plugin.readers.cli',); sys.exit(c.main())"
-        )
-        command = [sys.executable, "-c", code]
     result = subprocess.run(
-        [*command, "inspect", str(onnx_file)],
+        [sys.executable, "-m", "sne_plugin.cli", "inspect", str(onnx_file)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -106,3 +76,35 @@ def test_inspect_subprocess(onnx_file: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(EXPECTED)
+
+
+def test_strict_error_names_the_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "m.pt"
+    torch.save({"fc.weight": torch.ones(2, 2), "cls_token": torch.ones(1, 2)}, path)
+    assert main(["inspect", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "pass --no-strict to skip them" in err and "strict=False" not in err
+
+
+def _zoo_file(path: Path, epochs: tuple[int, ...]) -> Path:
+    # The layout sne zoo build writes: one model, several epochs, keys epoch{e}/{name}.
+    arrays = {}
+    for e in epochs:
+        arrays[f"epoch{e}/fc.weight"] = np.full((3, 2), float(e), np.float32)
+        arrays[f"epoch{e}/fc.bias"] = np.zeros(3, np.float32)
+    np.savez(path, **arrays)
+    return path
+
+
+def test_inspect_zoo_file_reads_one_epoch(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _zoo_file(tmp_path / "000000.npz", (0, 1, 4))
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "total: 1 layers, 9 parameters" in out  # not three epochs merged into 3 layers
+    assert "(epoch 4 of [0, 1, 4])" in out
+    assert main(["inspect", "--epoch", "1", str(path)]) == 0
+    assert "(epoch 1 of [0, 1, 4])" in capsys.readouterr().out
+    assert main(["inspect", "--epoch", "2", str(path)]) == 2
+    assert "no weights saved at epoch 2; saved epochs: [0, 1, 4]" in capsys.readouterr().err
