@@ -568,6 +568,7 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         if isinstance(module_state, dict):
             self.__dict__.setdefault("loss_", self.loss)  # saved before loss_ existed
             self.__dict__.setdefault("side_", None)  # saved before side inputs existed
+            self.__dict__.setdefault("chunk_depth", 2)  # saved before it was a parameter
             self._initialize_device(state["device_"])
             self._initialize_module(module_state)
             self._initialize_optimizer(optimizer_state)

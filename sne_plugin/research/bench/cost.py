@@ -125,7 +125,15 @@ def _current_rss_mb() -> float:
 def rss_curve(zoo: str, sizes: tuple[int, ...], epochs: int) -> list[dict[str, Any]]:
     rows = []
     for n in sizes:
-        cmd = [sys.executable, "-m", __name__, "--zoo", zoo, "--rss-worker", str(n)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "sne_plugin.research.bench.cost",
+            "--zoo",
+            zoo,
+            "--rss-worker",
+            str(n),
+        ]
         cmd += ["--rss-epochs", str(epochs)]
         done = subprocess.run(cmd, capture_output=True, text=True, check=True)
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -153,6 +161,7 @@ def fit_part(args: argparse.Namespace) -> str:
     stat_est = StatNNRegressor(random_state=0)
     stat = timed_fit(stat_est, X, y)
     stat_ms = predict_ms(stat_est, X[0])
+    print(f"StatNN fit {stat}, predict {stat_ms:.2f} ms", file=sys.stderr, flush=True)
     rows = [
         (f"SNE fit, defaults, {sne.n_epochs_} epochs (early stopping)", fit),
         ("StatNN fit", stat),
