@@ -40,6 +40,7 @@ _POSITIVE_INTS = (
     "epochs",
     "batch_size",
     "max_chunks_per_pass",
+    "chunk_depth",
 )
 
 # The encoder's settings are SNEEncoder's parameters, under the same names here.
@@ -48,11 +49,18 @@ _ENCODER_PARAMS = tuple(inspect.signature(SNEEncoder).parameters)
 
 @dataclass
 class _Data:
-    """Networks prepared for the encoder: shapes, flat float32 vectors, chain flags."""
+    """Networks prepared once for the encoder, compactly: every network's parameters in one
+    float32 buffer (``flat``, network ``i`` at ``offsets[i]:offsets[i + 1]``), its shape
+    (``specs``; equal shapes share one object) and whether it is a plain chain.
+
+    Minibatches are gathered from the buffer (:meth:`subset`), so a fit holds no tensor or
+    other object per network beyond its spec, and nothing is re-read or re-chunked per epoch.
+    """
 
     specs: list[NetworkSpec]
-    flats: list[torch.Tensor]
-    chains: list[bool]
+    flat: torch.Tensor  # (sum of num_params,) float32
+    offsets: np.ndarray  # (n + 1,) int64
+    chains: np.ndarray  # (n,) bool
     side: torch.Tensor | None = None  # (n, k) standardised side inputs, if any
 
     def __len__(self) -> int:
@@ -62,21 +70,44 @@ class _Data:
         side = (
             None if self.side is None or other.side is None else torch.cat([self.side, other.side])
         )
+        offsets = np.concatenate([self.offsets, other.offsets[1:] + self.offsets[-1]])
         return _Data(
-            self.specs + other.specs, self.flats + other.flats, self.chains + other.chains, side
+            self.specs + other.specs,
+            torch.cat([self.flat, other.flat]),
+            offsets,
+            np.concatenate([self.chains, other.chains]),
+            side,
         )
 
+    def net(self, i: int) -> torch.Tensor:
+        """Network ``i``'s flat parameter vector (a view into the buffer)."""
+        return self.flat[int(self.offsets[i]) : int(self.offsets[i + 1])]
+
     def subset(self, idx: np.ndarray | list[int]) -> _Data:
+        idx = np.asarray(idx, dtype=np.int64)
+        lo, hi = self.offsets[idx], self.offsets[idx + 1]
+        sizes = hi - lo
+        if len(idx) and np.array_equal(idx, np.arange(idx[0], idx[0] + len(idx))):
+            flat = self.flat[int(lo[0]) : int(hi[-1])]  # consecutive networks: a view
+        else:
+            flat = self.flat[torch.from_numpy(_ranges(lo, sizes))]
         return _Data(
             [self.specs[i] for i in idx],
-            [self.flats[i] for i in idx],
-            [self.chains[i] for i in idx],
-            None if self.side is None else self.side[torch.as_tensor(idx, dtype=torch.long)],
+            flat,
+            np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
+            self.chains[idx],
+            None if self.side is None else self.side[torch.from_numpy(idx)],
         )
 
     def chunks(self, idx: np.ndarray, size: int) -> list[_Data]:
         """The networks ``idx``, in order, as subsets of at most ``size``."""
         return [self.subset(idx[lo : lo + size]) for lo in range(0, len(idx), size)]
+
+
+def _ranges(starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """The concatenated integer ranges ``[start, start + size)``."""
+    before = np.cumsum(sizes) - sizes  # where each range begins in the output
+    return np.arange(int(sizes.sum()), dtype=np.int64) + np.repeat(starts - before, sizes)
 
 
 class SNERegressor(RegressorMixin, BaseEstimator):
@@ -88,9 +119,14 @@ class SNERegressor(RegressorMixin, BaseEstimator):
 
     Parameters
     ----------
-    chunk_size, width, heads, max_set:
-        Encoder shape: elements per chunk, embedding width, attention heads, and the most
-        chunks pooled in one set (larger tensors are pooled hierarchically).
+    chunk_size, width, heads, max_set, chunk_depth:
+        Encoder shape: elements per chunk, embedding width, attention heads, the most
+        chunks pooled in one set (larger tensors are pooled hierarchically), and the set
+        attention blocks in each of the chunk encoder's two stacks. The defaults are sized
+        for CPUs: a fit on 1,000 small CNNs takes minutes on two cores
+        (``python -m sne_plugin.research.bench.cost``, ``benchmarks/results/cost.md``);
+        the former defaults (``chunk_size=32, width=32, chunk_depth=2``) cost about 3x
+        the CPU time per training step and per prediction.
     epochs, batch_size, lr, weight_decay:
         Training (AdamW with a cosine schedule).
     invariance_weight:
@@ -98,7 +134,7 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         function-preserving permutations ``g`` of hidden units (chain networks only).
     validation_fraction, patience:
         A held-out share for early stopping on Kendall's tau (0 disables), and how many
-        epochs without improvement end training.
+        epochs without improvement end training (the best epoch's state is kept).
     loss:
         ``"auto"`` (the default, as the baselines have it): ``"bce"`` when every target lies
         in [0, 1] (accuracies), else ``"mse"``. ``"bce"``: targets in [0, 1], sigmoid
@@ -151,17 +187,17 @@ class SNERegressor(RegressorMixin, BaseEstimator):
 
     def __init__(
         self,
-        chunk_size: int = 32,
-        width: int = 32,
+        chunk_size: int = 16,
+        width: int = 16,
         heads: int = 2,
         max_set: int = 256,
-        epochs: int = 80,
+        epochs: int = 40,
         batch_size: int = 32,
         lr: float = 2e-3,
         weight_decay: float = 1e-4,
         invariance_weight: float = 0.1,
         validation_fraction: float = 0.15,
-        patience: int = 20,
+        patience: int = 10,
         loss: str = "auto",
         chunk_position: bool = True,
         tensor_stats: bool = True,
@@ -171,6 +207,7 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         random_state: int | np.random.RandomState | None = None,
         verbose: bool | str = "auto",
         warm_start: bool = False,
+        chunk_depth: int = 1,
     ) -> None:
         self.chunk_size = chunk_size
         self.width = width
@@ -192,6 +229,7 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.warm_start = warm_start
+        self.chunk_depth = chunk_depth
 
     # ------------------------------------------------------------------ public API
     def fit(self, X: Any, y: Any, side: Any = None) -> SNERegressor:
@@ -355,8 +393,7 @@ class SNERegressor(RegressorMixin, BaseEstimator):
     def _initialize_scales(self, data: _Data, target: np.ndarray, loss: str) -> None:
         """The resolved ``loss_``, and the scales of the weights and (for mse) the targets."""
         self.loss_ = loss
-        all_values = torch.cat(data.flats)
-        scale = float(all_values.std()) if all_values.numel() > 1 else 1.0
+        scale = float(data.flat.std()) if data.flat.numel() > 1 else 1.0
         self.weight_scale_ = scale if scale > 0 else 1.0
         self.y_mean_, self.y_std_ = target_scale(target, loss)
 
@@ -481,15 +518,16 @@ class SNERegressor(RegressorMixin, BaseEstimator):
 
     def _permuted(self, sub: _Data) -> tuple[list[int], _Data | None]:
         """Randomly permuted copies of some chain networks of a minibatch, and which ones."""
-        keep = [i for i, chain in enumerate(sub.chains) if chain][: self._n_invariance(len(sub))]
-        if not keep:
+        keep = np.flatnonzero(sub.chains)[: self._n_invariance(len(sub))]
+        if not len(keep):
             return [], None
-        flats = []
-        for i in keep:
-            index, _ = random_flat_index(sub.specs[i], self._rng)
-            flats.append(sub.flats[i][torch.from_numpy(index)])
-        side = None if sub.side is None else sub.side[torch.as_tensor(keep)]
-        return keep, _Data([sub.specs[i] for i in keep], flats, [True] * len(keep), side)
+        twin = sub.subset(keep)
+        index = [
+            random_flat_index(spec, self._rng)[0] + start
+            for spec, start in zip(twin.specs, twin.offsets[:-1], strict=True)
+        ]
+        twin.flat = twin.flat[torch.from_numpy(np.concatenate(index))]
+        return keep.tolist(), twin
 
     @staticmethod
     def _n_invariance(n: int) -> int:
@@ -501,7 +539,7 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         """The module's input for ``data``, on ``device_``: the batch plan, the scaled weights."""
         encoder = self.module_.encoder
         batch = make_batch(data.specs, encoder.chunk_size, encoder.max_set).to(self.device_)
-        flat = torch.cat(data.flats).to(self.device_, non_blocking=True) / self.weight_scale_
+        flat = data.flat.to(self.device_, non_blocking=True) / self.weight_scale_
         return batch, flat
 
     def _forward(self, data: _Data) -> torch.Tensor:
@@ -544,6 +582,7 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         if isinstance(module_state, dict):
             self.__dict__.setdefault("loss_", self.loss)  # saved before loss_ existed
             self.__dict__.setdefault("side_", None)  # saved before side inputs existed
+            self.__dict__.setdefault("chunk_depth", 2)  # saved before it was a parameter
             self._initialize_device(state["device_"])
             self._initialize_module(module_state)
             self._initialize_optimizer(optimizer_state)
@@ -551,8 +590,14 @@ class SNERegressor(RegressorMixin, BaseEstimator):
 
 def _as_data(X: Any) -> _Data:
     nets = as_networks(X)
-    flats = [torch.from_numpy(net.flatten()) for net in nets]
-    return _Data([net.spec for net in nets], flats, [net.is_chain for net in nets])
+    shared: dict[NetworkSpec, NetworkSpec] = {}
+    specs = [shared.setdefault(net.spec, net.spec) for net in nets]
+    offsets = np.concatenate([[0], np.cumsum([s.num_params for s in specs])]).astype(np.int64)
+    flat = np.empty(int(offsets[-1]), np.float32)
+    for i, net in enumerate(nets):
+        flat[offsets[i] : offsets[i + 1]] = net.flatten()
+    chains = np.array([net.is_chain for net in nets], dtype=bool)
+    return _Data(specs, torch.from_numpy(flat), offsets, chains)
 
 
 class _Best:

@@ -97,6 +97,7 @@ class SNEEncoder(nn.Module):
         chunk_position: bool = True,
         max_chunks_per_pass: int = 8192,
         tensor_stats: bool = True,
+        chunk_depth: int = 2,
     ) -> None:
         super().__init__()
         self.width, self.chunk_size, self.max_set = width, chunk_size, max_set
@@ -104,8 +105,8 @@ class SNEEncoder(nn.Module):
         self.max_chunks_per_pass = max_chunks_per_pass
         self.lift = KernelLift(width)
         self.type_embedding = nn.Embedding(N_TYPES, width)
-        self.chunk_sab1 = SetStack(width, heads)
-        self.chunk_sab2 = SetStack(width, heads)
+        self.chunk_sab1 = SetStack(width, heads, depth=chunk_depth)
+        self.chunk_sab2 = SetStack(width, heads, depth=chunk_depth)
         self.chunk_pma = PMA(width, heads)
         self.set_sab = SetStack(width, heads)
         self.set_pma = PMA(width, heads)

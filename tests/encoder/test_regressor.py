@@ -241,7 +241,7 @@ def test_predict_nan_names_the_network(fitted) -> None:  # type: ignore[no-untyp
             r"expected loss to be one of \('auto', 'bce', 'mse'\), but got loss='hinge'",
         ),
         ("width", 0, r"width must be a positive integer, but got width=0"),
-        ("heads", 3, r"width must be a multiple of heads, but got width=32, heads=3"),
+        ("heads", 3, r"width must be a multiple of heads, but got width=16, heads=3"),
         ("validation_fraction", 1.0, r"validation_fraction must be in \[0, 1\)"),
     ],
 )

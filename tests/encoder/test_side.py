@@ -13,7 +13,14 @@ from sne_plugin import SNEError, SNERegressor
 from sne_plugin._side import SideScaler, read_side
 from sne_plugin.testing import scaled_cnn_zoo
 
-FAST = {"width": 16, "heads": 1, "chunk_size": 16, "epochs": 25, "random_state": 0}
+FAST = {
+    "width": 16,
+    "heads": 1,
+    "chunk_size": 16,
+    "epochs": 25,
+    "chunk_depth": 2,
+    "random_state": 0,
+}
 
 
 @pytest.fixture(scope="module")

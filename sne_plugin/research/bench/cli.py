@@ -79,8 +79,8 @@ def _notes(profile: str) -> str:
     text = ", ".join(f"{k} {v}" for k, v in caps.items())
     return (
         f"Profile `{profile}`: estimators at their defaults except these epoch caps, "
-        f"which keep it inside its time budget: {text}. SNE capped this way is not SNE "
-        "at its defaults (80 epochs, early stopping)."
+        f"which keep it inside its time budget: {text}. A method capped this way is not "
+        "at its defaults (SNE: 40 epochs, early stopping)."
     )
 
 
