@@ -41,6 +41,7 @@ class Samples:
     model: list[tuple[Any, int]]  # (zoo, record index)
     epoch: np.ndarray  # (m,)
     nets: list[NetworkWeights] | None = None
+    peers: np.ndarray | None = None  # (m,) the block of peers a row was ranked in, per group
 
     def __len__(self) -> int:
         return len(self.target)
@@ -50,6 +51,9 @@ class Samples:
         nets = None
         if all(p.nets is not None for p in parts):
             nets = [n for p in parts for n in p.nets]  # type: ignore[union-attr]
+        peers = None
+        if all(p.peers is not None for p in parts):
+            peers = np.concatenate([p.peers for p in parts])  # type: ignore[misc]
         return Samples(
             np.concatenate([p.side for p in parts]),
             np.concatenate([p.target for p in parts]),
@@ -58,6 +62,7 @@ class Samples:
             [m for p in parts for m in p.model],
             np.concatenate([p.epoch for p in parts]),
             nets,
+            peers,
         )
 
 
@@ -110,9 +115,11 @@ def zoo_samples(
     parts: list[Samples] = []
     for j, k in enumerate(epochs):
         side = np.full((len(zoo), 5), np.nan)
+        peers = np.zeros(len(zoo), dtype=int)
         progress = np.where(rng.random(len(zoo)) < hide_progress, np.nan, k / finals)
-        for block in _blocks(len(zoo), rng, min_peers):
+        for b, block in enumerate(_blocks(len(zoo), rng, min_peers)):
             side[block] = _features_at(curves[block], k, progress[block])
+            peers[block] = b
         nets = zoo.weights(k) if with_weights else None
         parts.append(
             Samples(
@@ -123,6 +130,7 @@ def zoo_samples(
                 [(zoo, i) for i in range(len(zoo))],
                 np.full(len(zoo), k),
                 nets,
+                peers,
             )
         )
     return Samples.concat(parts)
@@ -390,7 +398,29 @@ def cross_validate(
         )
         correction = model.predict(te.nets, te.side)
         base = np.nan_to_num(te.side[:, 0], nan=0.5)
-        out[name] = {a: held_out_scores(te, lambda s, a=a: base + a * correction) for a in shrinks}
+        out[name] = {a: held_out_scores(te, _const(base + a * correction)) for a in shrinks}
+        # the same with every weight statistic ranked among the row's peers (scale-free);
+        # reported under negative shrinks
+        ranked = WeightStatsModel(random_state=seed)
+        z_tr = peer_ranks(ranked.transform(tr.nets), tr.group * 1000 + tr.peers)
+        ranked.fit_summaries(z_tr, tr.target - np.nan_to_num(tr.side[:, 0], nan=0.5), tr.side)
+        z_te = peer_ranks(ranked.transform(te.nets), te.group * 1000 + te.peers)
+        corr_r = ranked.predict_embedded(z_te, te.side)
+        for a in shrinks[1:]:
+            out[name][-a] = held_out_scores(te, _const(base + a * corr_r))
+    return out
+
+
+def _const(values: np.ndarray) -> Callable[[Samples], np.ndarray]:
+    return lambda _: values
+
+
+def peer_ranks(z: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Each column of ``z`` as percentile ranks within each group of rows."""
+    out = np.empty_like(z, dtype=np.float64)
+    for g in np.unique(groups):
+        m = groups == g
+        out[m] = np.column_stack([percentile_ranks(col) for col in z[m].T])
     return out
 
 
