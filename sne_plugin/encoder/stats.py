@@ -53,8 +53,13 @@ def tensor_statistics(tensor: torch.Tensor | np.ndarray) -> np.ndarray:
     """Mean, variance (population) and the 0/25/50/75/100% quantiles of all entries."""
     if torch.is_tensor(tensor):
         tensor = tensor.detach().cpu().numpy()
-    flat = np.asarray(tensor, dtype=np.float64).reshape(-1)
-    return np.concatenate([[flat.mean(), flat.var()], np.quantile(flat, _QUANTILES)])
+    flat = np.sort(np.asarray(tensor, dtype=np.float64).reshape(-1))
+    # The quantiles with linear interpolation (numpy's default), from the one sort
+    at = _QUANTILES * (len(flat) - 1)
+    lo = np.floor(at).astype(np.int64)
+    hi = np.minimum(lo + 1, len(flat) - 1)
+    quantiles = flat[lo] + (at - lo) * (flat[hi] - flat[lo])
+    return np.concatenate([[flat.mean(), flat.var()], quantiles])
 
 
 def network_summary(spec: NetworkSpec, flat: np.ndarray | torch.Tensor) -> np.ndarray:
