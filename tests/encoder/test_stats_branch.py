@@ -10,7 +10,7 @@ import torch
 from scipy.stats import kendalltau
 
 from sne_plugin import NetworkWeights, SNERegressor
-from sne_plugin.encoder.stats import SUMMARY_FEATURES, network_summary
+from sne_plugin.encoder.stats import SUMMARY_FEATURES, network_summary, tensor_statistics
 from sne_plugin.research.baselines._statnn import network_statistics
 from sne_plugin.testing import mean_shift_mlp_zoo
 
@@ -24,6 +24,14 @@ def _net(shapes: list[tuple[int, ...]], bias: bool, seed: int = 0) -> NetworkWei
         for s in shapes
     ]
     return NetworkWeights.from_pairs(pairs)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 64, 1001])
+def test_tensor_statistics_match_numpy(n: int) -> None:
+    x = np.random.default_rng(n).normal(size=n)
+    want = np.r_[x.mean(), x.var(), np.quantile(x, [0, 0.25, 0.5, 0.75, 1])]
+    np.testing.assert_allclose(tensor_statistics(x), want, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(tensor_statistics(torch.tensor(x.reshape(1, -1))), want)
 
 
 def test_the_summary_reduces_statnn_statistics_over_layers() -> None:
