@@ -66,6 +66,7 @@ FITTED: tuple[Fitted, ...] = (
     Fitted("y_mean_", "float"),
     Fitted("y_std_", "float"),
     Fitted("side_", "side"),
+    Fitted("stats_", "side"),
     Fitted("device_", "device"),
     Fitted("n_epochs_", "int"),
     Fitted("history_", "history"),

@@ -14,18 +14,26 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.stats import kendalltau
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils import TransformerTags, check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from sne_plugin._device import resolve_device
-from sne_plugin._inputs import as_networks, check_targets, prediction, resolve_loss, target_scale
+from sne_plugin._inputs import (
+    LOSSES,
+    as_networks,
+    check_targets,
+    prediction,
+    resolve_loss,
+    target_scale,
+)
+from sne_plugin._losses import RANKING_LOSSES, check_groups, grouped_tau, pairwise_logistic
 from sne_plugin._persist import load_regressor, save_regressor
 from sne_plugin._side import SideScaler
 from sne_plugin.encoder.model import SNEEncoder, SNENet
 from sne_plugin.encoder.permute import random_flat_index
 from sne_plugin.encoder.plan import Batch, make_batch
+from sne_plugin.encoder.stats import network_summaries
 from sne_plugin.errors import SNEError
 from sne_plugin.weights import NetworkSpec
 
@@ -62,21 +70,27 @@ class _Data:
     offsets: np.ndarray  # (n + 1,) int64
     chains: np.ndarray  # (n,) bool
     side: torch.Tensor | None = None  # (n, k) standardised side inputs, if any
+    groups: np.ndarray | None = None  # (n,) group codes: ranking pairs form within a group
+    stats: torch.Tensor | None = None  # (n, s) standardised weight statistics (stats branch)
 
     def __len__(self) -> int:
         return len(self.specs)
 
     def __add__(self, other: _Data) -> _Data:
-        side = (
-            None if self.side is None or other.side is None else torch.cat([self.side, other.side])
-        )
+        def cat(a: Any, b: Any) -> Any:
+            if a is None or b is None:
+                return None
+            return torch.cat([a, b]) if torch.is_tensor(a) else np.concatenate([a, b])
+
         offsets = np.concatenate([self.offsets, other.offsets[1:] + self.offsets[-1]])
         return _Data(
             self.specs + other.specs,
             torch.cat([self.flat, other.flat]),
             offsets,
             np.concatenate([self.chains, other.chains]),
-            side,
+            cat(self.side, other.side),
+            cat(self.groups, other.groups),
+            cat(self.stats, other.stats),
         )
 
     def net(self, i: int) -> torch.Tensor:
@@ -91,12 +105,15 @@ class _Data:
             flat = self.flat[int(lo[0]) : int(hi[-1])]  # consecutive networks: a view
         else:
             flat = self.flat[torch.from_numpy(_ranges(lo, sizes))]
+        rows = torch.from_numpy(idx)
         return _Data(
             [self.specs[i] for i in idx],
             flat,
             np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
             self.chains[idx],
-            None if self.side is None else self.side[torch.from_numpy(idx)],
+            None if self.side is None else self.side[rows],
+            None if self.groups is None else self.groups[idx],
+            None if self.stats is None else self.stats[rows],
         )
 
     def chunks(self, idx: np.ndarray, size: int) -> list[_Data]:
@@ -138,12 +155,21 @@ class SNERegressor(RegressorMixin, BaseEstimator):
     loss:
         ``"auto"`` (the default, as the baselines have it): ``"bce"`` when every target lies
         in [0, 1] (accuracies), else ``"mse"``. ``"bce"``: targets in [0, 1], sigmoid
-        output. ``"mse"``: any real targets, standardised internally. The choice made at
-        initialization is ``loss_``; ``predict``, ``partial_fit`` and warm starts keep it.
+        output. ``"mse"``: any real targets, standardised internally. ``"pairwise"``: a
+        ranking loss (RankNet's logistic loss on every pair of a minibatch with different
+        targets, within a group when ``groups`` are given; ``sne_plugin._losses``); then
+        ``predict`` returns a *ranking score*, higher for a better network, not a calibrated
+        estimate of the target. The choice made at initialization is ``loss_``;
+        ``predict``, ``partial_fit`` and warm starts keep it.
     chunk_position:
         Add a sinusoidal encoding of each chunk's index within its tensor.
     tensor_stats:
         Add each tensor's summary statistics (mean, std, min, max, mean |w|) to its vector.
+    stats_branch:
+        A second input to the head beside the set encoder's embedding: StatNN's per-tensor
+        statistics summarised over the layers into a fixed-size vector (any architecture;
+        :func:`sne_plugin.encoder.stats.network_summary`), standardised with the training
+        statistics (``stats_``) and passed through a small MLP.
     max_chunks_per_pass:
         How many chunks go through the chunk encoder at once: bounds the working memory
         of very large networks (and, while training, enables recomputation).
@@ -170,6 +196,14 @@ class SNERegressor(RegressorMixin, BaseEstimator):
     statistics (``side_``) and concatenated to the network embedding before the head, so
     the model learns how much to trust them. A regressor fitted with side inputs needs
     them to predict; ``transform`` returns the embedding alone.
+
+    Groups
+    ------
+    ``fit`` and ``partial_fit`` take ``groups=``, one label per network (a zoo, a dataset):
+    networks are compared only within their group, so zoos whose accuracies live on
+    different scales can be mixed. With a ranking loss, minibatches are drawn from within
+    one group and pairs never cross groups; early stopping scores the mean Kendall tau
+    over the groups of the validation split.
 
     Examples
     --------
@@ -201,6 +235,7 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         loss: str = "auto",
         chunk_position: bool = True,
         tensor_stats: bool = True,
+        stats_branch: bool = False,
         max_chunks_per_pass: int = 8192,
         device: str = "auto",
         threads: int | None = 1,
@@ -223,6 +258,7 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         self.loss = loss
         self.chunk_position = chunk_position
         self.tensor_stats = tensor_stats
+        self.stats_branch = stats_branch
         self.max_chunks_per_pass = max_chunks_per_pass
         self.device = device
         self.threads = threads
@@ -232,18 +268,20 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         self.chunk_depth = chunk_depth
 
     # ------------------------------------------------------------------ public API
-    def fit(self, X: Any, y: Any, side: Any = None) -> SNERegressor:
-        """Train on networks ``X`` and targets ``y`` (and ``side`` inputs); returns ``self``."""
+    def fit(self, X: Any, y: Any, side: Any = None, groups: Any = None) -> SNERegressor:
+        """Train on networks ``X`` and targets ``y`` (and ``side`` inputs, ``groups``
+        labels); returns ``self``."""
         restart = not (self.warm_start and hasattr(self, "module_"))
-        return self._fit(X, y, side, self.epochs, restart=restart, early_stopping=True)
+        return self._fit(X, y, side, groups, self.epochs, restart=restart, early_stopping=True)
 
-    def partial_fit(self, X: Any, y: Any, side: Any = None) -> SNERegressor:
+    def partial_fit(self, X: Any, y: Any, side: Any = None, groups: Any = None) -> SNERegressor:
         """One more epoch over ``(X, y)``, initializing on the first call (online learning)."""
         restart = not hasattr(self, "module_")
-        return self._fit(X, y, side, 1, restart=restart, early_stopping=False)
+        return self._fit(X, y, side, groups, 1, restart=restart, early_stopping=False)
 
     def predict(self, X: Any, side: Any = None) -> np.ndarray:
-        """Predicted property of each network in ``X`` (float64 array)."""
+        """Predicted property of each network in ``X`` (float64 array); with a ranking
+        ``loss_``, a ranking score (higher is better, not calibrated)."""
         check_is_fitted(self, "module_")
         with _torch_threads(self.threads):
             out = self._predict_data(self._data(X, side), embed=False)
@@ -310,25 +348,44 @@ class SNERegressor(RegressorMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ preparation
     def _fit(
-        self, X: Any, y: Any, side: Any, epochs: int, *, restart: bool, early_stopping: bool
+        self,
+        X: Any,
+        y: Any,
+        side: Any,
+        groups: Any,
+        epochs: int,
+        *,
+        restart: bool,
+        early_stopping: bool,
     ) -> SNERegressor:
         """Check and read the input, initialize when ``restart``, train ``epochs``."""
         self._check_params()
         data = _as_data(X)
-        loss = resolve_loss(self.loss, y)  # checks the name even when loss_ is kept
+        loss = _resolve_loss(self.loss, y)  # checks the name even when loss_ is kept
         loss = loss if restart else self.loss_
         target = check_targets(y, len(data), loss=loss)
+        data.groups = check_groups(groups, len(data))
         with _torch_threads(self.threads):
             if restart:
                 self._initialize(data, target, loss, side)
             data.side = self._side(side, len(data))
+            data.stats = self._stats(data)
             self._train(data, target, epochs, early_stopping=early_stopping)
         return self
 
     def _data(self, X: Any, side: Any) -> _Data:
         data = _as_data(X)
         data.side = self._side(side, len(data))
+        data.stats = self._stats(data)
         return data
+
+    def _stats(self, data: _Data) -> torch.Tensor | None:
+        """The stats branch's input: standardised weight statistics (None without it)."""
+        if self.stats_ is None:
+            return None
+        summary = network_summaries(data.specs, [data.net(i) for i in range(len(data))])
+        scaled = self.stats_.transform(summary, len(data))
+        return torch.from_numpy(np.clip(scaled, -_STATS_CLIP, _STATS_CLIP))
 
     def _side(self, side: Any, n: int) -> torch.Tensor | None:
         """The side inputs as the module reads them, checked against what ``fit`` saw."""
@@ -374,6 +431,7 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         self._initialize_rng()
         self._initialize_scales(data, target, loss)
         self._initialize_side(side, len(data))
+        self._initialize_stats(data)
         self._initialize_module()
         self._initialize_optimizer()
         self._initialize_history()
@@ -401,13 +459,24 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         """``side_``: the side inputs' training statistics (None without side inputs)."""
         self.side_ = None if side is None else SideScaler.fit(side, n)
 
+    def _initialize_stats(self, data: _Data) -> None:
+        """``stats_``: the training statistics of the stats branch's input (or None)."""
+        if not self.stats_branch:
+            self.stats_ = None
+            return
+        summary = network_summaries(data.specs, [data.net(i) for i in range(len(data))])
+        self.stats_ = SideScaler.fit(summary, len(data))
+
     def _initialize_module(self, state: dict[str, torch.Tensor] | None = None) -> None:
         """``module_`` on ``device_``: fresh weights seeded from ``_rng``, or ``state``."""
         seed = int(self._rng.randint(2**31 - 1)) if state is None else 0
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             n_side = 0 if self.side_ is None else self.side_.width
-            module = SNENet(hidden=self.width, n_side=n_side, **self._encoder_settings())
+            n_stats = 0 if self.stats_ is None else self.stats_.width
+            module = SNENet(
+                hidden=self.width, n_side=n_side, n_stats=n_stats, **self._encoder_settings()
+            )
         if state is not None:
             module.load_state_dict(state)
         self.module_ = module.to(self.device_)
@@ -481,10 +550,8 @@ class SNERegressor(RegressorMixin, BaseEstimator):
 
     def _epoch(self, data: _Data, y_t: torch.Tensor, train_idx: np.ndarray, schedule: Any) -> float:
         self.module_.train()
-        order = self._rng.permutation(train_idx)
         total, count = 0.0, 0
-        for lo in range(0, len(order), self.batch_size):
-            idx = order[lo : lo + self.batch_size]
+        for idx in self._batches(train_idx, data.groups):
             loss = self._step(data, y_t, idx)
             if schedule is not None:
                 schedule.step()
@@ -492,22 +559,46 @@ class SNERegressor(RegressorMixin, BaseEstimator):
             count += len(idx)
         return total / max(count, 1)
 
+    def _batches(self, train_idx: np.ndarray, groups: np.ndarray | None) -> list[np.ndarray]:
+        """One epoch's minibatches, in random order. With a ranking loss and ``groups``, each
+        batch comes from one group (a group split into near-equal batches of at most
+        ``batch_size``), so that every pair in it counts; otherwise the groups mix."""
+        order = self._rng.permutation(train_idx)
+        if groups is None or self.loss_ not in RANKING_LOSSES:
+            size = self.batch_size
+            return [order[lo : lo + size] for lo in range(0, len(order), size)]
+        batches = []
+        for code in np.unique(groups[order]):
+            members = order[groups[order] == code]
+            batches += np.array_split(members, math.ceil(len(members) / self.batch_size))
+        return [batches[i] for i in self._rng.permutation(len(batches))]
+
     def _step(self, data: _Data, y_t: torch.Tensor, idx: np.ndarray) -> float:
         sub = data.subset(idx)
         keep, permuted = self._permuted(sub) if self.invariance_weight > 0 else ([], None)
         out = self._forward(sub if permuted is None else sub + permuted)
-        loss = self._loss(out, y_t[idx].to(self.device_), keep)
+        loss = self._loss(out, y_t[idx].to(self.device_), keep, sub.groups)
         self.optimizer_.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.module_.parameters(), 1.0)
         self.optimizer_.step()
         return float(loss.detach())
 
-    def _loss(self, out: torch.Tensor, target: torch.Tensor, keep: list[int]) -> torch.Tensor:
-        """The task loss on the first ``len(target)`` outputs, plus the invariance term
-        between the networks ``keep`` and their permuted copies (the outputs after them)."""
+    def _loss(
+        self,
+        out: torch.Tensor,
+        target: torch.Tensor,
+        keep: list[int],
+        groups: np.ndarray | None = None,
+    ) -> torch.Tensor:
+        """The task loss on the first ``len(target)`` outputs (ranking pairs within
+        ``groups``), plus the invariance term between the networks ``keep`` and their
+        permuted copies (the outputs after them)."""
         n = len(target)
-        if self.loss_ == "bce":
+        if self.loss_ == "pairwise":
+            codes = None if groups is None else torch.as_tensor(groups[:n], device=out.device)
+            loss = pairwise_logistic(out[:n], target, codes)
+        elif self.loss_ == "bce":
             loss = torch.nn.functional.binary_cross_entropy_with_logits(out[:n], target)
         else:
             loss = torch.nn.functional.mse_loss(out[:n], target)
@@ -521,7 +612,7 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         keep = np.flatnonzero(sub.chains)[: self._n_invariance(len(sub))]
         if not len(keep):
             return [], None
-        twin = sub.subset(keep)
+        twin = sub.subset(keep)  # side inputs and statistics: a permutation keeps them
         index = [
             random_flat_index(spec, self._rng)[0] + start
             for spec, start in zip(twin.specs, twin.offsets[:-1], strict=True)
@@ -544,15 +635,15 @@ class SNERegressor(RegressorMixin, BaseEstimator):
 
     def _forward(self, data: _Data) -> torch.Tensor:
         side = None if data.side is None else data.side.to(self.device_)
-        out: torch.Tensor = self.module_(*self._batch(data), side)
+        stats = None if data.stats is None else data.stats.to(self.device_)
+        out: torch.Tensor = self.module_(*self._batch(data), side, stats)
         return out
 
     def _val_tau(self, data: _Data, target: np.ndarray, val_idx: np.ndarray) -> float:
         if not len(val_idx):
             return math.nan
-        pred = self._predict_data(data.subset(val_idx), embed=False)
-        tau = kendalltau(pred, target[val_idx]).statistic
-        return float(tau)
+        sub = data.subset(val_idx)
+        return grouped_tau(self._predict_data(sub, embed=False), target[val_idx], sub.groups)
 
     # ------------------------------------------------------------------ inference
     @torch.inference_mode()
@@ -583,9 +674,22 @@ class SNERegressor(RegressorMixin, BaseEstimator):
             self.__dict__.setdefault("loss_", self.loss)  # saved before loss_ existed
             self.__dict__.setdefault("side_", None)  # saved before side inputs existed
             self.__dict__.setdefault("chunk_depth", 2)  # saved before it was a parameter
+            self.__dict__.setdefault("stats_", None)  # saved before the stats branch existed
             self._initialize_device(state["device_"])
             self._initialize_module(module_state)
             self._initialize_optimizer(optimizer_state)
+
+
+def _resolve_loss(loss: str, y: Any) -> str:
+    """A ranking loss as it is, else ``bce``/``mse`` (``auto`` resolved) as the baselines."""
+    if loss in RANKING_LOSSES:
+        return loss
+    if loss not in LOSSES:
+        raise SNEError(f"expected loss to be one of {LOSSES + RANKING_LOSSES}, but got {loss=}")
+    return resolve_loss(loss, y)
+
+
+_STATS_CLIP = 5.0  # standardised statistics beyond +-5 (another architecture's) are clipped
 
 
 def _as_data(X: Any) -> _Data:

@@ -292,33 +292,54 @@ class SNENet(nn.Module):
 
     With ``n_side > 0`` the head also reads ``n_side`` side inputs per network (the
     validation curve so far, training progress, hyperparameters), concatenated to the
-    standardised embedding.
+    standardised embedding. With ``n_stats > 0`` a second branch, a small MLP, reads
+    ``n_stats`` standardised weight statistics per network
+    (:func:`sne_plugin.encoder.stats.network_summary`); its output joins the concatenation.
     """
 
-    def __init__(self, hidden: int = 64, n_side: int = 0, **encoder_kwargs: object) -> None:
+    def __init__(
+        self, hidden: int = 64, n_side: int = 0, n_stats: int = 0, **encoder_kwargs: object
+    ) -> None:
         super().__init__()
         self.encoder = SNEEncoder(**encoder_kwargs)  # type: ignore[arg-type]
         width = self.encoder.width
-        self.n_side = n_side
+        self.n_side, self.n_stats = n_side, n_stats
         self.standardize = Standardize(width)
+        self.stats_branch = (
+            nn.Sequential(nn.Linear(n_stats, hidden), nn.GELU(), nn.Linear(hidden, width))
+            if n_stats
+            else None
+        )
+        n_branch = width if n_stats else 0
         self.head = nn.Sequential(
-            nn.Linear(width + n_side, hidden), nn.GELU(), nn.Linear(hidden, 1)
+            nn.Linear(width + n_side + n_branch, hidden), nn.GELU(), nn.Linear(hidden, 1)
         )
 
     def forward(
-        self, batch: Batch, flat: torch.Tensor, side: torch.Tensor | None = None
+        self,
+        batch: Batch,
+        flat: torch.Tensor,
+        side: torch.Tensor | None = None,
+        stats: torch.Tensor | None = None,
     ) -> torch.Tensor:
         features = self.embed(batch, flat)
+        parts = [features]
         if self.n_side:
-            if side is None or side.shape != (len(features), self.n_side):
-                shape = None if side is None else tuple(side.shape)
-                raise ValueError(
-                    f"expected side inputs of shape ({len(features)}, {self.n_side}), got {shape}"
-                )
-            features = torch.cat([features, side.to(features.dtype)], dim=1)
-        return self.head(features).squeeze(-1)
+            parts.append(_extra(side, len(features), self.n_side, "side inputs").to(features))
+        if self.stats_branch is not None:
+            stats = _extra(stats, len(features), self.n_stats, "weight statistics")
+            parts.append(self.stats_branch(stats.to(features)))
+        return self.head(torch.cat(parts, dim=1) if len(parts) > 1 else features).squeeze(-1)
 
     def embed(self, batch: Batch, flat: torch.Tensor) -> torch.Tensor:
         """Standardised network embeddings, (B, width)."""
         out: torch.Tensor = self.standardize(self.encoder(batch, flat))
         return out
+
+
+def _extra(values: torch.Tensor | None, n: int, width: int, what: str) -> torch.Tensor:
+    """``values`` checked to be ``(n, width)``: one row of ``what`` per network."""
+    if values is None or values.shape != (n, width):
+        shape = None if values is None else tuple(values.shape)
+        raise ValueError(f"expected {what} of shape ({n}, {width}), got {shape}")
+    return values

@@ -238,7 +238,8 @@ def test_predict_nan_names_the_network(fitted) -> None:  # type: ignore[no-untyp
         (
             "loss",
             "hinge",
-            r"expected loss to be one of \('auto', 'bce', 'mse'\), but got loss='hinge'",
+            r"expected loss to be one of \('auto', 'bce', 'mse', 'pairwise'\), "
+            r"but got loss='hinge'",
         ),
         ("width", 0, r"width must be a positive integer, but got width=0"),
         ("heads", 3, r"width must be a multiple of heads, but got width=16, heads=3"),

@@ -32,7 +32,13 @@ EXPECTED_FAILED_CHECKS = {
 
 
 @parametrize_with_checks(
-    [SNERegressor(width=8, heads=2, epochs=1, loss="mse", random_state=0)],
+    [
+        SNERegressor(width=8, heads=2, epochs=1, loss="mse", random_state=0),
+        # a ranking score and the stats branch keep every contract too
+        SNERegressor(
+            width=8, heads=2, epochs=1, loss="pairwise", stats_branch=True, random_state=0
+        ),
+    ],
     expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS,
 )
 def test_sklearn_compatible(estimator, check) -> None:  # type: ignore[no-untyped-def]

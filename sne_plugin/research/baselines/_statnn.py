@@ -5,29 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from sne_plugin.encoder.stats import STATNN_FEATURES, tensor_statistics
 from sne_plugin.research.baselines._common import as_networks, check_targets
 from sne_plugin.weights import NetworkWeights
 
 __all__ = ["STATNN_FEATURES", "StatNNRegressor", "tensor_statistics"]
 
-# Unterthiner et al.'s seven features of one tensor (the SNE encoder's own per-tensor
-# summaries are sne_plugin.encoder.model.SUMMARY_NAMES, five others).
-STATNN_FEATURES = ("mean", "var", "q0", "q25", "q50", "q75", "q100")
-_QUANTILES = torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0], dtype=torch.float64)
-
-
-def tensor_statistics(tensor: torch.Tensor) -> np.ndarray:
-    """Mean, variance (population) and the 0/25/50/75/100% quantiles of all entries."""
-    flat = tensor.detach().reshape(-1).to(torch.float64).cpu()
-    var = flat.var(unbiased=False) if flat.numel() > 1 else torch.zeros((), dtype=torch.float64)
-    quantiles = torch.quantile(flat, _QUANTILES)
-    return torch.cat([flat.mean().reshape(1), var.reshape(1), quantiles]).numpy()
+# The seven features and their computation live in the core package, where SNERegressor's
+# stats branch summarises them over layers (sne_plugin.encoder.stats).
 
 
 def network_statistics(net: NetworkWeights) -> np.ndarray:

@@ -31,6 +31,7 @@ EPOCH_CAPS: dict[str, dict[str, int]] = {
         "sne": 2,
         "sne_light": 2,
         "sne_side": 2,
+        **dict.fromkeys(("sne_rank", "sne_hybrid", "sne_rank_hybrid", "sne_boost"), 2),
         "deepsets": 2,
         "flatmlp": 2,
         "nfn_np": 2,
@@ -107,6 +108,33 @@ def _hgb(seed: int, epochs: int | None) -> Any:
     return HistGradientBoostingRegressor(random_state=seed)
 
 
+class _StatNNResidual:
+    """StatNN, then SNE on what StatNN gets wrong: SNE (``loss="mse"``) is fitted to the
+    residual of StatNN's out-of-fold predictions on the training networks, and predicts
+    the residual of the StatNN fitted on all of them (boosting with two stages)."""
+
+    def __init__(self, seed: int, epochs: int | None, folds: int = 5) -> None:
+        self.seed, self.epochs, self.folds = seed, epochs, folds
+
+    def fit(self, X: list[Any], y: np.ndarray) -> _StatNNResidual:
+        from sklearn.model_selection import KFold, cross_val_predict
+
+        from sne_plugin import SNERegressor
+        from sne_plugin.research.baselines import StatNNRegressor
+
+        cv = KFold(self.folds, shuffle=True, random_state=self.seed)
+        statnn = StatNNRegressor(random_state=self.seed)
+        oof = cross_val_predict(statnn, X, y, cv=cv)
+        self.statnn_ = statnn.fit(X, y)
+        extra: dict[str, Any] = {} if self.epochs is None else {"epochs": self.epochs}
+        sne = SNERegressor(loss="mse", device="cpu", verbose=False, random_state=self.seed, **extra)
+        self.sne_ = sne.fit(X, np.asarray(y) - oof)
+        return self
+
+    def predict(self, X: list[Any]) -> np.ndarray:
+        return np.asarray(self.statnn_.predict(X) + self.sne_.predict(X))
+
+
 class _CurveBaseline:
     """The accuracy so far, as its own prediction of the final accuracy."""
 
@@ -126,6 +154,30 @@ def _specs() -> list[MethodSpec]:
             "SNE light",
             _torch("sne_plugin.SNERegressor", device="cpu", verbose=False, **LIGHT),
         ),
+        # Accuracy variants (issue 13): a ranking loss, StatNN's statistics as a second
+        # branch of the head, both, and SNE boosting StatNN's out-of-fold residuals.
+        MethodSpec(
+            "sne_rank",
+            "SNE pairwise",
+            _torch("sne_plugin.SNERegressor", device="cpu", verbose=False, loss="pairwise"),
+        ),
+        MethodSpec(
+            "sne_hybrid",
+            "SNE + stats branch",
+            _torch("sne_plugin.SNERegressor", device="cpu", verbose=False, stats_branch=True),
+        ),
+        MethodSpec(
+            "sne_rank_hybrid",
+            "SNE pairwise + stats branch",
+            _torch(
+                "sne_plugin.SNERegressor",
+                device="cpu",
+                verbose=False,
+                loss="pairwise",
+                stats_branch=True,
+            ),
+        ),
+        MethodSpec("sne_boost", "StatNN + SNE on its residual", _StatNNResidual),
         MethodSpec("statnn", "StatNN", _torch("sne_plugin.research.baselines.StatNNRegressor")),
         MethodSpec(
             "flatmlp",
