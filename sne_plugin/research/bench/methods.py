@@ -154,30 +154,6 @@ def _specs() -> list[MethodSpec]:
             "SNE light",
             _torch("sne_plugin.SNERegressor", device="cpu", verbose=False, **LIGHT),
         ),
-        # Accuracy variants (issue 13): a ranking loss, StatNN's statistics as a second
-        # branch of the head, both, and SNE boosting StatNN's out-of-fold residuals.
-        MethodSpec(
-            "sne_rank",
-            "SNE pairwise",
-            _torch("sne_plugin.SNERegressor", device="cpu", verbose=False, loss="pairwise"),
-        ),
-        MethodSpec(
-            "sne_hybrid",
-            "SNE + stats branch",
-            _torch("sne_plugin.SNERegressor", device="cpu", verbose=False, stats_branch=True),
-        ),
-        MethodSpec(
-            "sne_rank_hybrid",
-            "SNE pairwise + stats branch",
-            _torch(
-                "sne_plugin.SNERegressor",
-                device="cpu",
-                verbose=False,
-                loss="pairwise",
-                stats_branch=True,
-            ),
-        ),
-        MethodSpec("sne_boost", "StatNN + SNE on its residual", _StatNNResidual),
         MethodSpec("statnn", "StatNN", _torch("sne_plugin.research.baselines.StatNNRegressor")),
         MethodSpec(
             "flatmlp",
@@ -215,6 +191,30 @@ def _specs() -> list[MethodSpec]:
             _torch("sne_plugin.SNERegressor", device="cpu", verbose=False),
             inputs="weights+side",
         ),
+        # Accuracy variants (issue 13): a ranking loss, StatNN's statistics as a second
+        # branch of the head, both, and SNE boosting StatNN's out-of-fold residuals.
+        MethodSpec(
+            "sne_rank",
+            "SNE pairwise",
+            _torch("sne_plugin.SNERegressor", device="cpu", verbose=False, loss="pairwise"),
+        ),
+        MethodSpec(
+            "sne_hybrid",
+            "SNE + stats branch",
+            _torch("sne_plugin.SNERegressor", device="cpu", verbose=False, stats_branch=True),
+        ),
+        MethodSpec(
+            "sne_rank_hybrid",
+            "SNE pairwise + stats branch",
+            _torch(
+                "sne_plugin.SNERegressor",
+                device="cpu",
+                verbose=False,
+                loss="pairwise",
+                stats_branch=True,
+            ),
+        ),
+        MethodSpec("sne_boost", "StatNN + SNE on its residual", _StatNNResidual),
     ]
 
 
