@@ -7,11 +7,14 @@ validation curve stands among its peers' at the same step (:mod:`sne_plugin.curv
 only, so the metric's scale does not matter). The score is the curve's own rank plus a
 correction learned from weights and curve together::
 
-    score = rank_now + regressor.predict(weights, side=curve_features)
+    score = rank_now + shrink * regressor.predict(weights, side=curve_features)
 
 so with nothing learned it ranks as the learning curve does, and what the weights add moves
-trials up or down from there. Scores rank trials of one search against each other; they are
-not accuracies.
+trials up or down from there. ``shrink`` was chosen on leave-out folds of the meta-zoo (by
+dataset, and CNNs against MLPs): there the correction did not transfer to a dataset or a
+family it was not trained on, and the shipped weight is 0, so the shipped predictor ranks by
+the curve alone until a user's own fitted correction is given a weight (BENCHMARKS.md).
+Scores rank trials of one search against each other; they are not accuracies.
 
 >>> p = load_pretrained()
 >>> p.features
@@ -43,17 +46,20 @@ _REGRESSOR = "regressor"
 
 @dataclass
 class CurvePredictor:
-    """``rank_now + regressor.predict(nets, side)`` (see the module doc).
+    """``rank_now + shrink * regressor.predict(nets, side)`` (see the module doc).
 
     ``regressor`` is a fitted :class:`~sne_plugin.SNERegressor` or
     :class:`~sne_plugin.wstats.WeightStatsModel` taking the
     :data:`~sne_plugin.curve.CURVE_FEATURES` as side inputs; ``info`` records how it was
-    trained (data, cost, package version).
+    trained (data, cost, package version). ``shrink`` weighs the learned correction: the
+    shipped one's was chosen by leave-out folds of the meta-zoo
+    (``python -m sne_plugin.research.pretrain cv``; BENCHMARKS.md).
     """
 
     regressor: Any
     info: dict[str, Any] = field(default_factory=dict)
     features: tuple[str, ...] = CURVE_FEATURES
+    shrink: float = 1.0
 
     def predict(self, nets: list[Any], side: np.ndarray) -> np.ndarray:
         """One score per network; ``side`` is ``(n, 5)`` curve features (higher is better)."""
@@ -61,7 +67,9 @@ class CurvePredictor:
         base = np.nan_to_num(side[:, 0], nan=0.5)
         if not len(nets):
             return base
-        return base + np.asarray(self.regressor.predict(nets, side=side), dtype=float)
+        if not self.shrink:
+            return base
+        return base + self.shrink * np.asarray(self.regressor.predict(nets, side=side), dtype=float)
 
     def embed(self, nets: list[Any]) -> np.ndarray:
         """The weights' embeddings (cache them: :meth:`predict_embedded` reuses them)."""
@@ -73,7 +81,10 @@ class CurvePredictor:
         base = np.nan_to_num(side[:, 0], nan=0.5)
         if not len(embeddings):
             return base
-        return base + np.asarray(self.regressor.predict_embedded(embeddings, side), dtype=float)
+        if not self.shrink:
+            return base
+        correction = np.asarray(self.regressor.predict_embedded(embeddings, side), dtype=float)
+        return base + self.shrink * correction
 
     def fine_tuned(self, nets: list[Any], side: np.ndarray, target: np.ndarray, epochs: int) -> Any:
         """A copy tuned for ``epochs`` passes on ``(nets, side) -> target`` (percentile ranks
@@ -84,7 +95,9 @@ class CurvePredictor:
         tuned.set_params(verbose=False)
         for _ in range(epochs):
             tuned.partial_fit(nets, residual, side=side)
-        return CurvePredictor(tuned, dict(self.info, fine_tuned_on=len(nets)), self.features)
+        return CurvePredictor(
+            tuned, dict(self.info, fine_tuned_on=len(nets)), self.features, self.shrink
+        )
 
     def fine_tuned_embedded(
         self, embeddings: np.ndarray, side: np.ndarray, target: np.ndarray, epochs: int
@@ -100,7 +113,9 @@ class CurvePredictor:
         residual = np.asarray(target, dtype=float) - np.nan_to_num(side[:, 0], nan=0.5)
         tuned = copy.deepcopy(self.regressor)
         tuned.fit_summaries(embeddings, residual, side, epochs=epochs, restart=False)
-        return CurvePredictor(tuned, dict(self.info, fine_tuned_on=len(embeddings)), self.features)
+        return CurvePredictor(
+            tuned, dict(self.info, fine_tuned_on=len(embeddings)), self.features, self.shrink
+        )
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the predictor to the folder ``path`` (created): config JSON and regressor."""
@@ -111,6 +126,7 @@ class CurvePredictor:
             "kind": "CurvePredictor",
             "model": type(self.regressor).__name__,
             "features": list(self.features),
+            "shrink": self.shrink,
             "info": self.info,
         }
         (folder / _CONFIG).write_text(json.dumps(config, indent=1, sort_keys=True))
@@ -141,7 +157,10 @@ class CurvePredictor:
         if model not in kinds:
             raise SNEError(f"{config_file}: expected model in {sorted(kinds)}, got {model!r}")
         regressor = kinds[model].load(folder / _REGRESSOR)
-        return cls(regressor, dict(config.get("info", {})), CURVE_FEATURES)
+        shrink = config.get("shrink", 1.0)
+        if not isinstance(shrink, (int, float)) or not 0.0 <= shrink <= 1.0:
+            raise SNEError(f"{config_file}: expected shrink in [0, 1], got {shrink!r}")
+        return cls(regressor, dict(config.get("info", {})), CURVE_FEATURES, float(shrink))
 
     def _checked(self, side: np.ndarray, n: int) -> np.ndarray:
         side = np.asarray(side, dtype=np.float64)

@@ -165,8 +165,8 @@ class CurveEngine:
 
     # ------------------------------------------------------------------ fine-tuning
     def _maybe_fine_tune(self, trials: list[FrozenTrial], sign: float) -> None:
-        if not self.fine_tune:
-            return
+        if not self.fine_tune or not getattr(self.base, "shrink", 1.0):
+            return  # a correction of weight 0 would change nothing
         finished = [t for t in trials if t.state != TrialState.RUNNING and _final(t) is not None]
         if len(finished) < max(self.n_min_trials, self.refit_every):
             return

@@ -211,6 +211,7 @@ def fit_predictor(
     epochs: Sequence[int] = (1, 2, 4, 8),
     seed: int = 0,
     max_samples: int | None = None,
+    shrink: float = 0.0,
 ) -> Any:
     """Fit a :class:`~sne_plugin.pretrained.CurvePredictor` on ``zoos``."""
     import time
@@ -256,7 +257,8 @@ def fit_predictor(
         "fit_seconds": round(time.perf_counter() - t0, 1),
         "seed": seed,
     }
-    return CurvePredictor(reg, info)
+    info["shrink_chosen_by"] = "python -m sne_plugin.research.pretrain cv (BENCHMARKS.md)"
+    return CurvePredictor(reg, info, shrink=shrink)
 
 
 def _subset(s: Samples, idx: np.ndarray) -> Samples:
@@ -317,6 +319,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="predictor folder (default: the package's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-samples", type=int, default=None)
+    parser.add_argument(
+        "--shrink", type=float, default=0.0, help="weight of the correction (chosen by cv)"
+    )
     args = parser.parse_args(argv)
     import torch
 
@@ -335,7 +340,11 @@ def main(argv: list[str] | None = None) -> int:
         if not zoos:
             raise SystemExit(f"no complete zoo under {args.meta}: build the meta-zoo first")
         predictor = fit_predictor(
-            zoos, model=args.model, seed=args.seed, max_samples=args.max_samples
+            zoos,
+            model=args.model,
+            seed=args.seed,
+            max_samples=args.max_samples,
+            shrink=args.shrink,
         )
         predictor.save(out)
         print(json.dumps(predictor.info, indent=1))

@@ -113,9 +113,13 @@ def meta_searches(root: Path, trials: int = 32, epochs: int = 8) -> list[Search]
 def rivals(
     epochs: int, *, percentile: float, warmup: int, online: bool
 ) -> dict[str, Callable[[], optuna.pruners.BasePruner]]:
-    """Optuna's pruners at their defaults, the curve alone under SNEPruner's rule, and
-    SNEPruner zero-shot, fine-tuned (its default) and, with ``online``, online-only."""
-    curve = CurvePredictor(ZeroCorrection(), {"model": "none"})
+    """Optuna's pruners at their defaults; SNEPruner() at its defaults (the shipped predictor,
+    its correction at the weight chosen on the meta-zoo); the same predictor with the weights'
+    correction at full weight, zero-shot and fine-tuned on the study's finished trials; the
+    curve alone under SNEPruner's rule (when the default is not already that); with
+    ``online``, online-only."""
+    shipped = load_pretrained()
+    full = CurvePredictor(shipped.regressor, shipped.info, shrink=1.0)
     rule = {"percentile": percentile, "n_warmup_steps": warmup}
     out: dict[str, Callable[[], optuna.pruners.BasePruner]] = {
         "NopPruner": optuna.pruners.NopPruner,
@@ -124,10 +128,13 @@ def rivals(
         "HyperbandPruner": lambda: optuna.pruners.HyperbandPruner(
             min_resource=1, max_resource=epochs, reduction_factor=3
         ),
-        "curve alone, SNEPruner's rule": partial(SNEPruner, curve, online=False, **rule),
-        "SNEPruner zero-shot": partial(SNEPruner, online=False, **rule),
-        "SNEPruner() default (fine-tuned)": partial(SNEPruner, **rule),
+        f"SNEPruner() default (correction weight {shipped.shrink:g})": partial(SNEPruner, **rule),
+        "SNEPruner, correction weight 1, zero-shot": partial(SNEPruner, full, online=False, **rule),
+        "SNEPruner, correction weight 1, fine-tuned": partial(SNEPruner, full, **rule),
     }
+    if shipped.shrink:
+        curve = CurvePredictor(ZeroCorrection(), {"model": "none"}, shrink=0.0)
+        out["curve alone, SNEPruner's rule"] = partial(SNEPruner, curve, online=False, **rule)
     if online:
         out["SNEPruner online-only"] = partial(SNEPruner, online=True, **rule)
     return out
