@@ -3,9 +3,9 @@
 Each trial picks a CNN (one or two conv layers, their widths) and its training (SGD learning
 rate, momentum, batch size, weight decay), trains it epoch by epoch and reports two things:
 its validation accuracy (``trial.report``, the user's own metric) and its weights
-(``report_weights``). ``SNEPruner`` learns online, from the study's finished trials, to
-predict a trial's final accuracy from its weights, and stops the trials predicted to end in
-the bottom ``--percentile``.
+(``report_weights``). By default ``SNEPruner`` uses the predictor shipped with the package
+(zero-shot: no pretraining here) and stops the trials whose curve and weights rank below the
+``--percentile``-th percentile of their peers.
 
 Run (several minutes on a CPU: 40 trials of up to 12 epochs; a progress bar shows how far
 it is)::
@@ -67,7 +67,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         default=0,
         metavar="N",
         help="first train N random configurations fully and fit the pruner's regressor on "
-        "them (pretrained mode; 0: learn online)",
+        "them (pretrained mode; 0: the shipped pretrained predictor)",
     )
     parser.add_argument("--regressor", default=None, help="a saved regressor (pretrained mode)")
     parser.add_argument("--save-regressor", default=None, help="where to save --pretrain's")
@@ -82,7 +82,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def pretrained(args: argparse.Namespace, data: Digits) -> SNERegressor | str | None:
-    """The pruner's regressor: loaded, fitted on a fresh zoo, or None (online)."""
+    """The pruner's regressor: loaded, fitted on a fresh zoo, or None (the shipped one)."""
     if args.regressor is not None:
         return str(args.regressor)
     if not args.pretrain:

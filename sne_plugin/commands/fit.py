@@ -32,13 +32,13 @@ examples:
 # SNERegressor's own defaults for the options offered here (a test keeps them equal), so
 # that `sne fit --help` shows them without importing torch.
 ESTIMATOR_OPTIONS: dict[str, tuple[type, Any, str]] = {
-    "epochs": (int, 80, "training epochs at most (early stopping may end sooner)"),
-    "width": (int, 32, "embedding width of the encoder"),
+    "epochs": (int, 40, "training epochs at most (early stopping may end sooner)"),
+    "width": (int, 16, "embedding width of the encoder"),
     "heads": (int, 2, "attention heads per set block"),
-    "chunk_size": (int, 32, "weights per chunk (set element)"),
+    "chunk_size": (int, 16, "weights per chunk (set element)"),
     "batch_size": (int, 32, "networks per training batch"),
     "lr": (float, 2e-3, "learning rate (AdamW)"),
-    "patience": (int, 20, "epochs without a better validation tau before stopping"),
+    "patience": (int, 10, "epochs without a better validation tau before stopping"),
 }
 
 

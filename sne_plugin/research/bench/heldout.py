@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
             report.append(text)
             if args.plot:
                 path = args.plot.with_name(f"{args.plot.stem}-{name}{args.plot.suffix}")
-                plot(rows, path)
+                plot(rows, path, group=str, title=f"{name}: replayed, mean ± s.e. over seeds")
     if args.out:
         with open(args.out, "a") as f:
             f.write("\n".join(report) + "\n")

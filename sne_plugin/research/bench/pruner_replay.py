@@ -215,8 +215,15 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def plot(rows: list[dict[str, Any]], path: Path) -> None:
-    """Epochs against points lost, one marker per pruner; the goal's corner shaded."""
+def plot(
+    rows: list[dict[str, Any]],
+    path: Path,
+    group: Callable[[str], str] | None = None,
+    title: str = "Pruners replayed on the same recorded searches (mean ± s.e. over seeds)",
+) -> None:
+    """Epochs against points lost, one marker per pruner (or per ``group`` of names, by
+    default SNEPruner's blends and Optuna's PercentilePruners); the goal's corner shaded."""
+    group = _group if group is None else group
     import matplotlib
 
     matplotlib.use("Agg")
@@ -226,18 +233,18 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     ax.fill_between([0, 50], -1, 0.5, color="0.92", label="goal: <= 50% epochs, <= 0.5 lost")
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
-        groups.setdefault(_group(r["name"]), []).append(r)
-    for i, (group, members) in enumerate(groups.items()):
+        groups.setdefault(group(r["name"]), []).append(r)
+    for i, (label, members) in enumerate(groups.items()):
         ax.errorbar(
             [100 * r["epochs"] for r in members],
             [r["lost"] for r in members],
             yerr=[r["se"] for r in members],
             fmt="o"
-            if group.startswith("SNE")
-            else ("s" if "Percentile" in group else "^D*vP"[i % 5]),
+            if label.startswith("SNE")
+            else ("s" if "Percentile" in label else "^D*vP"[i % 5]),
             ms=5,
             capsize=2,
-            label=group,
+            label=label,
             alpha=0.85,
             color=f"C{i % 10}",
         )
@@ -248,7 +255,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     )
     ax.set_xlabel("epochs trained, % of the unpruned search")
     ax.set_ylabel("points lost on the best final accuracy")
-    ax.set_title("Pruners replayed on the same recorded searches (mean ± s.e. over seeds)")
+    ax.set_title(title)
     ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
