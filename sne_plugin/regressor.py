@@ -292,8 +292,13 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         (microseconds), so a caller that caches embeddings can re-score networks cheaply
         whenever their side inputs change."""
         check_is_fitted(self, "module_")
+        if self.module_.stats_branch is not None:
+            raise SNEError(
+                "predict_embedded needs the networks' weight statistics too with "
+                "stats_branch=True; use predict(X, side=...)"
+            )
         z = np.asarray(embeddings, dtype=np.float32)
-        width = self.module_.head[0].in_features - self.module_.n_side
+        width = int(self.module_.encoder.width)
         if z.ndim != 2 or z.shape[1] != width:
             raise SNEError(
                 f"expected embeddings of shape (n_networks, {width}) from transform(), "

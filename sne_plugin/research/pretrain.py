@@ -53,7 +53,7 @@ class Samples:
             nets = [n for p in parts for n in p.nets]  # type: ignore[union-attr]
         peers = None
         if all(p.peers is not None for p in parts):
-            peers = np.concatenate([p.peers for p in parts])  # type: ignore[misc]
+            peers = np.concatenate([p.peers for p in parts if p.peers is not None])
         return Samples(
             np.concatenate([p.side for p in parts]),
             np.concatenate([p.target for p in parts]),
@@ -330,8 +330,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     out = Path(args.out) if args.out else PRETRAINED_DIR
     if args.what == "cv":
-        for fold, rows in cross_validate(meta_zoos(args.meta)).items():
-            for shrink, taus in rows.items():
+        for fold, cv_rows in cross_validate(meta_zoos(args.meta)).items():
+            for shrink, taus in cv_rows.items():
                 cells = "  ".join(f"e{k}:{v:.3f}" for k, v in taus.items())
                 print(f"{fold:22s} shrink={shrink:<5g} {cells}", flush=True)
         return 0

@@ -96,7 +96,7 @@ def meta_searches(root: Path, trials: int = 32, epochs: int = 8) -> list[Search]
     epochs, weights where saved (1, 2, 4, 8)."""
     from sne_plugin.research.pretrain import meta_zoos
 
-    out = []
+    out: list[Search] = []
     for zoo in meta_zoos(root):
         saved = [e for e in (1, 2, 4, 8) if e <= epochs]
         nets = {e: zoo.weights(e) for e in saved}
@@ -120,7 +120,7 @@ def rivals(
     ``online``, online-only."""
     shipped = load_pretrained()
     full = CurvePredictor(shipped.regressor, shipped.info, shrink=1.0)
-    rule = {"percentile": percentile, "n_warmup_steps": warmup}
+    rule: dict[str, Any] = {"percentile": percentile, "n_warmup_steps": warmup}
     out: dict[str, Callable[[], optuna.pruners.BasePruner]] = {
         "NopPruner": optuna.pruners.NopPruner,
         "MedianPruner": optuna.pruners.MedianPruner,
