@@ -104,12 +104,7 @@ def worker(
         n_warmup_steps=1,
         artifact_dir=artifact_dir,
     )
-    study = optuna.load_study(study_name="dist", storage=storage_for(kind, path), pruner=pruner)
-    for i in range(n_first):
-        scale = 0.2 + 0.8 * (2 * i + worker_id) / (2 * n_first)
-        run_trial(study, scale, seed=100 * worker_id + i, attrs={"worker": worker_id})
-    barrier.wait(timeout=120)
-    run_trial(study, 0.9, seed=100 * worker_id + 99, attrs={"worker": worker_id})
+    study = _meet(kind, path, pruner, worker_id, barrier, n_first)
     barrier.wait(timeout=120)  # both have recorded their predictions
     numbers = list(pruner.training_trials_)
     owners = {t.number: t.user_attrs.get("worker") for t in study.trials}
@@ -127,6 +122,19 @@ def worker(
         json.dump(result, handle)
 
 
+def _meet(
+    kind: str, path: str, pruner: SNEPruner, worker_id: int, barrier: Any, n_first: int
+) -> optuna.Study:
+    """``n_first`` trials of this worker, wait for the other, then one more trial."""
+    study = optuna.load_study(study_name="dist", storage=storage_for(kind, path), pruner=pruner)
+    for i in range(n_first):
+        scale = 0.2 + 0.8 * (2 * i + worker_id) / (2 * n_first)
+        run_trial(study, scale, seed=100 * worker_id + i, attrs={"worker": worker_id})
+    barrier.wait(timeout=120)
+    run_trial(study, 0.9, seed=100 * worker_id + 99, attrs={"worker": worker_id})
+    return study
+
+
 def curve_worker(
     kind: str,
     path: str,
@@ -136,20 +144,23 @@ def curve_worker(
     out: str,
     n_first: int,
 ) -> None:
-    """As :func:`worker`, with the default SNEPruner (the shipped predictor, fine-tuned).
+    """As :func:`worker`, with the shipped predictor, its correction at full weight so that
+    it is fine-tuned (the shipped weight is 0, and a correction of weight 0 is not tuned).
 
     Writes which trials its fine-tuning used, and whose they were, to ``out`` (JSON).
     """
+    from sne_plugin.pretrained import CurvePredictor, load_pretrained
+
     torch.set_num_threads(1)
+    shipped = load_pretrained()
     pruner = SNEPruner(
-        n_min_trials=2, refit_every=2 * n_first, n_warmup_steps=1, artifact_dir=artifact_dir
+        CurvePredictor(shipped.regressor, shipped.info, shrink=1.0),
+        n_min_trials=2,
+        refit_every=2 * n_first,
+        n_warmup_steps=1,
+        artifact_dir=artifact_dir,
     )
-    study = optuna.load_study(study_name="dist", storage=storage_for(kind, path), pruner=pruner)
-    for i in range(n_first):
-        scale = 0.2 + 0.8 * (2 * i + worker_id) / (2 * n_first)
-        run_trial(study, scale, seed=100 * worker_id + i, attrs={"worker": worker_id})
-    barrier.wait(timeout=120)
-    run_trial(study, 0.9, seed=100 * worker_id + 99, attrs={"worker": worker_id})
+    study = _meet(kind, path, pruner, worker_id, barrier, n_first)
     numbers = list(pruner.training_trials_)
     owners = {t.number: t.user_attrs.get("worker") for t in study.trials}
     result = {
