@@ -25,9 +25,9 @@ def test_the_readme_has_runnable_snippets() -> None:
 
 @pytest.mark.slow
 def test_readme_snippets_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)  # the snippets write runs/my_zoo and sne.joblib here
+    monkeypatch.chdir(tmp_path)  # the snippets write runs/my_zoo and regressor.sne here
     namespace: dict[str, object] = {"__name__": "readme"}
     for i, (code, reason) in enumerate(_blocks()):
         if reason is None:
             exec(compile(code, f"README.md python block {i}", "exec"), namespace)
-    assert (tmp_path / "sne.joblib").exists()
+    assert (tmp_path / "regressor.sne").exists()
