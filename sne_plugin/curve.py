@@ -20,12 +20,14 @@ their mean rank), so a lone trial sits at 0.5.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from scipy.stats import rankdata
 
 from sne_plugin.errors import SNEError
 
-__all__ = ["CURVE_FEATURES", "curve_features", "percentile_ranks"]
+__all__ = ["CURVE_FEATURES", "CurveModel", "curve_features", "percentile_ranks"]
 
 CURVE_FEATURES = ("rank_now", "rank_prev", "rank_best", "rank_delta", "progress")
 
@@ -77,3 +79,86 @@ def curve_features(
             np.clip(prog, 0.0, 1.0),
         ]
     )
+
+
+_MISSING = (1, 3, 4)  # rank_prev, rank_delta, progress: NaN where unknown
+
+
+def _basis(side: np.ndarray, degree: int) -> np.ndarray:
+    """Monomials up to ``degree`` of the features (NaN filled with 0.5), times 1 and times an
+    indicator of each feature that can be missing, so a missing value has its own terms."""
+    from itertools import combinations_with_replacement
+
+    side = np.asarray(side, dtype=np.float64)
+    x = np.nan_to_num(side, nan=0.5)
+    cols = [np.ones(len(x))]
+    for d in range(1, degree + 1):
+        for combo in combinations_with_replacement(range(x.shape[1]), d):
+            cols.append(np.prod(x[:, list(combo)], axis=1))
+    known = [np.isfinite(side[:, j]).astype(np.float64) for j in _MISSING]
+    base = np.column_stack(cols)
+    lin = np.column_stack([np.ones(len(x)), x])
+    return np.column_stack([base, *[k[:, None] * lin for k in known]])
+
+
+class CurveModel:
+    """A learning-curve model on the :data:`CURVE_FEATURES`: predicted final percentile rank.
+
+    Ridge regression on monomials of the features up to ``degree`` (plus terms for each
+    feature that can be missing), so it is a few hundred numbers, stored as JSON: no
+    weights, no architecture, no metric scale enter, only where a curve stands among its
+    peers' and how it moves. Fitted by :mod:`sne_plugin.research.pretrain` on the meta-zoo.
+
+    >>> rng = np.random.default_rng(0)
+    >>> side = rng.random((200, 5))
+    >>> m = CurveModel(degree=2).fit(side, side[:, 0])
+    >>> float(np.abs(m.predict(side) - side[:, 0]).max()) < 0.02
+    True
+    """
+
+    def __init__(self, degree: int = 3, alpha: float = 1e-3) -> None:
+        self.degree = degree
+        self.alpha = alpha
+        self.coef_: np.ndarray | None = None
+
+    def fit(self, side: np.ndarray, target: np.ndarray) -> CurveModel:
+        side = np.asarray(side, dtype=np.float64)
+        target = np.asarray(target, dtype=np.float64).reshape(-1)
+        if side.ndim != 2 or side.shape[1] != len(CURVE_FEATURES) or len(side) != len(target):
+            raise SNEError(
+                f"expected side of shape (n, {len(CURVE_FEATURES)}) and n targets, got "
+                f"{side.shape} and {target.shape}"
+            )
+        ok = np.isfinite(target) & np.isfinite(side[:, 0])
+        A = _basis(side[ok], self.degree)
+        gram = A.T @ A + self.alpha * len(A) * np.eye(A.shape[1])
+        self.coef_ = np.linalg.solve(gram, A.T @ target[ok])
+        return self
+
+    def predict(self, side: np.ndarray) -> np.ndarray:
+        if self.coef_ is None:
+            raise SNEError("this CurveModel is not fitted yet: call fit(side, target) first")
+        side = np.asarray(side, dtype=np.float64)
+        if side.ndim != 2 or side.shape[1] != len(CURVE_FEATURES):
+            raise SNEError(f"expected side of shape (n, {len(CURVE_FEATURES)}), got {side.shape}")
+        out = _basis(side, self.degree) @ self.coef_
+        # a row with no value now has no rank: it sits in the middle, as rank_now does
+        return np.where(np.isfinite(side[:, 0]), out, 0.5)
+
+    def to_dict(self) -> dict[str, object]:
+        if self.coef_ is None:
+            raise SNEError("this CurveModel is not fitted yet: nothing to save")
+        return {"degree": self.degree, "alpha": self.alpha, "coef": self.coef_.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str = "curve model") -> CurveModel:
+        try:
+            m = cls(int(d["degree"]), float(d["alpha"]))
+            coef = np.asarray(d["coef"], dtype=np.float64)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SNEError(f"{where}: expected degree, alpha and coef, got {exc!r}") from None
+        n = _basis(np.zeros((1, len(CURVE_FEATURES))), m.degree).shape[1]
+        if coef.shape != (n,) or not np.isfinite(coef).all():
+            raise SNEError(f"{where}: expected {n} finite coefficients, got shape {coef.shape}")
+        m.coef_ = coef
+        return m

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from sne_plugin.curve import CURVE_FEATURES
+from sne_plugin.curve import CURVE_FEATURES, CurveModel
 from sne_plugin.errors import SNEError
 
 __all__ = ["PRETRAINED_DIR", "CurvePredictor", "load_pretrained"]
@@ -60,11 +60,20 @@ class CurvePredictor:
     info: dict[str, Any] = field(default_factory=dict)
     features: tuple[str, ...] = CURVE_FEATURES
     shrink: float = 1.0
+    curve: CurveModel | None = None
+
+    def base(self, side: np.ndarray) -> np.ndarray:
+        """The score from the curve alone: the learned :class:`~sne_plugin.curve.CurveModel`'s
+        predicted final rank when there is one, else ``rank_now`` (0.5 where unknown)."""
+        side = np.asarray(side, dtype=np.float64)
+        if self.curve is not None and len(side):
+            return self.curve.predict(side)
+        return np.nan_to_num(side[:, 0], nan=0.5)
 
     def predict(self, nets: list[Any], side: np.ndarray) -> np.ndarray:
         """One score per network; ``side`` is ``(n, 5)`` curve features (higher is better)."""
         side = self._checked(side, len(nets))
-        base = np.nan_to_num(side[:, 0], nan=0.5)
+        base = self.base(side)
         if not len(nets):
             return base
         if not self.shrink:
@@ -78,7 +87,7 @@ class CurvePredictor:
     def predict_embedded(self, embeddings: np.ndarray, side: np.ndarray) -> np.ndarray:
         """:meth:`predict` from embeddings made by :meth:`embed`: only the head runs."""
         side = self._checked(side, len(embeddings))
-        base = np.nan_to_num(side[:, 0], nan=0.5)
+        base = self.base(side)
         if not len(embeddings):
             return base
         if not self.shrink:
@@ -90,13 +99,13 @@ class CurvePredictor:
         """A copy tuned for ``epochs`` passes on ``(nets, side) -> target`` (percentile ranks
         of the final values within the search); this predictor is left as it is."""
         side = self._checked(side, len(nets))
-        residual = np.asarray(target, dtype=float) - np.nan_to_num(side[:, 0], nan=0.5)
+        residual = np.asarray(target, dtype=float) - self.base(side)
         tuned = copy.deepcopy(self.regressor)
         tuned.set_params(verbose=False)
         for _ in range(epochs):
             tuned.partial_fit(nets, residual, side=side)
         return CurvePredictor(
-            tuned, dict(self.info, fine_tuned_on=len(nets)), self.features, self.shrink
+            tuned, dict(self.info, fine_tuned_on=len(nets)), self.features, self.shrink, self.curve
         )
 
     def fine_tuned_embedded(
@@ -110,11 +119,15 @@ class CurvePredictor:
                 f"{type(self.regressor).__name__}; use fine_tuned(nets, ...)"
             )
         side = self._checked(side, len(embeddings))
-        residual = np.asarray(target, dtype=float) - np.nan_to_num(side[:, 0], nan=0.5)
+        residual = np.asarray(target, dtype=float) - self.base(side)
         tuned = copy.deepcopy(self.regressor)
         tuned.fit_summaries(embeddings, residual, side, epochs=epochs, restart=False)
         return CurvePredictor(
-            tuned, dict(self.info, fine_tuned_on=len(embeddings)), self.features, self.shrink
+            tuned,
+            dict(self.info, fine_tuned_on=len(embeddings)),
+            self.features,
+            self.shrink,
+            self.curve,
         )
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -129,6 +142,8 @@ class CurvePredictor:
             "shrink": self.shrink,
             "info": self.info,
         }
+        if self.curve is not None:
+            config["curve"] = self.curve.to_dict()
         (folder / _CONFIG).write_text(json.dumps(config, indent=1, sort_keys=True))
 
     @classmethod
@@ -160,7 +175,14 @@ class CurvePredictor:
         shrink = config.get("shrink", 1.0)
         if not isinstance(shrink, (int, float)) or not 0.0 <= shrink <= 1.0:
             raise SNEError(f"{config_file}: expected shrink in [0, 1], got {shrink!r}")
-        return cls(regressor, dict(config.get("info", {})), CURVE_FEATURES, float(shrink))
+        curve = None
+        if config.get("curve") is not None:
+            if not isinstance(config["curve"], dict):
+                raise SNEError(
+                    f"{config_file}: expected 'curve' to be an object, got {config['curve']!r}"
+                )
+            curve = CurveModel.from_dict(config["curve"], where=f"{config_file} 'curve'")
+        return cls(regressor, dict(config.get("info", {})), CURVE_FEATURES, float(shrink), curve)
 
     def _checked(self, side: np.ndarray, n: int) -> np.ndarray:
         side = np.asarray(side, dtype=np.float64)

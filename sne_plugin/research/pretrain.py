@@ -212,8 +212,11 @@ def fit_predictor(
     seed: int = 0,
     max_samples: int | None = None,
     shrink: float = 0.0,
+    curve_degree: int | None = None,
 ) -> Any:
-    """Fit a :class:`~sne_plugin.pretrained.CurvePredictor` on ``zoos``."""
+    """Fit a :class:`~sne_plugin.pretrained.CurvePredictor` on ``zoos``: the weights'
+    correction, and with ``curve_degree`` a :class:`~sne_plugin.curve.CurveModel` as its base
+    (fitted by :func:`fit_curve_model` on every epoch 1-8 of the same zoos)."""
     import time
 
     from sne_plugin import __version__
@@ -258,7 +261,99 @@ def fit_predictor(
         "seed": seed,
     }
     info["shrink_chosen_by"] = "python -m sne_plugin.research.pretrain cv (BENCHMARKS.md)"
-    return CurvePredictor(reg, info, shrink=shrink)
+    curve = None
+    if curve_degree is not None:
+        t1 = time.perf_counter()
+        curve = fit_curve_model(zoos, degree=curve_degree, seed=seed)
+        info["curve_model"] = {
+            "degree": curve_degree,
+            "alpha": curve.alpha,
+            "epochs": list(CURVE_EPOCHS),
+            "fit_seconds": round(time.perf_counter() - t1, 1),
+            "chosen_by": "python -m sne_plugin.research.pretrain cv-curve (BENCHMARKS.md)",
+        }
+    return CurvePredictor(reg, info, shrink=shrink, curve=curve)
+
+
+CURVE_EPOCHS = tuple(range(1, 9))
+"""The epochs whose curve features train the curve model (every model has at least 8)."""
+
+
+def curve_samples(zoos: Sequence[Any], seed: int = 0) -> Samples:
+    """Curve-only samples (no weights) of ``zoos`` at every epoch of :data:`CURVE_EPOCHS`."""
+    rng = np.random.default_rng(seed)
+    return Samples.concat(
+        [zoo_samples(z, CURVE_EPOCHS, group_base=100 * i, rng=rng) for i, z in enumerate(zoos)]
+    )
+
+
+def fit_curve_model(
+    zoos: Sequence[Any], *, degree: int = 3, alpha: float = 1e-4, seed: int = 0
+) -> Any:
+    """A :class:`~sne_plugin.curve.CurveModel` of the final rank, on ``zoos``' curves."""
+    from sne_plugin.curve import CurveModel
+
+    s = curve_samples(zoos, seed)
+    return CurveModel(degree, alpha).fit(s.side, s.target)
+
+
+def cross_validate_curve(
+    zoos: Sequence[Any],
+    degrees: Sequence[int] = (1, 2, 3),
+    alphas: Sequence[float] = (1e-4, 1e-2),
+    epochs: Sequence[int] = (1, 2, 3, 4, 6),
+    seed: int = 0,
+) -> dict[str, dict[str, dict[int, float]]]:
+    """Leave-out folds of the meta-zoo (as :func:`cross_validate`): mean tau per epoch on
+    the left-out zoos, each ranked whole, of ``rank_now``, ``rank_best`` and curve models;
+    with the planned epochs known (``known``) and hidden (``hidden``), as before any trial
+    of a search has finished. This is where the curve model's form is chosen."""
+    from sne_plugin.curve import CurveModel
+
+    out: dict[str, dict[str, dict[int, float]]] = {}
+    rng = np.random.default_rng(seed)
+    for name, test_mask in _folds(zoos).items():
+        train = [z for z, t in zip(zoos, test_mask) if not t]
+        test = [z for z, t in zip(zoos, test_mask) if t]
+        if not train or not test:
+            continue
+        tr = curve_samples(train, seed)
+        models = {
+            f"poly{d} alpha={a:g}": CurveModel(d, a).fit(tr.side, tr.target)
+            for d in degrees
+            for a in alphas
+        }
+        for plan, hide in (("known", 0.0), ("hidden", 1.0)):
+            te = Samples.concat(
+                [
+                    zoo_samples(
+                        z, epochs, group_base=100 * i, rng=rng, min_peers=len(z), hide_progress=hide
+                    )
+                    for i, z in enumerate(test)
+                ]
+            )
+            scores = {
+                "rank_now": np.nan_to_num(te.side[:, 0], nan=0.5),
+                "rank_best": np.nan_to_num(te.side[:, 2], nan=0.5),
+                **{k: m.predict(te.side) for k, m in models.items()},
+            }
+            for k, v in scores.items():
+                out.setdefault(f"{name} {plan}", {})[k] = held_out_scores(te, _const(v))
+    return out
+
+
+def _folds(zoos: Sequence[Any]) -> dict[str, list[bool]]:
+    """Leave-out folds: each dataset, and CNNs against MLPs."""
+
+    def fam(z: Any) -> str:
+        return "mlp" if z.manifest["arch"].startswith("mlp") else "cnn"
+
+    folds = {
+        f"dataset={d}": [z.manifest["dataset"] == d for z in zoos]
+        for d in sorted({z.manifest["dataset"] for z in zoos})
+    }
+    folds.update({f"family={f}": [fam(z) == f for z in zoos] for f in ("cnn", "mlp")})
+    return folds
 
 
 def _subset(s: Samples, idx: np.ndarray) -> Samples:
@@ -312,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         "held-out searches.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("what", choices=["fit", "eval", "cv"])
+    parser.add_argument("what", choices=["fit", "eval", "cv", "cv-curve"])
     parser.add_argument("--meta", default="runs/metazoo", help="meta-zoo folder")
     parser.add_argument("--held-out", default="runs/heldout", help="held-out searches folder")
     parser.add_argument("--model", default="wstats", choices=["wstats", "sne"])
@@ -321,6 +416,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-samples", type=int, default=None)
     parser.add_argument(
         "--shrink", type=float, default=0.0, help="weight of the correction (chosen by cv)"
+    )
+    parser.add_argument(
+        "--curve-degree",
+        type=int,
+        default=None,
+        help="fit a curve model of this degree as the base (chosen by cv-curve); none: rank_now",
     )
     args = parser.parse_args(argv)
     import torch
@@ -335,6 +436,13 @@ def main(argv: list[str] | None = None) -> int:
                 cells = "  ".join(f"e{k}:{v:.3f}" for k, v in taus.items())
                 print(f"{fold:22s} shrink={shrink:<5g} {cells}", flush=True)
         return 0
+    if args.what == "cv-curve":
+        for fold, by_method in cross_validate_curve(meta_zoos(args.meta)).items():
+            for method, per_epoch in by_method.items():
+                cells = "  ".join(f"e{k}:{v:.3f}" for k, v in per_epoch.items())
+                mean = np.mean(list(per_epoch.values()))
+                print(f"{fold:28s} {method:18s} {cells}  mean {mean:.3f}", flush=True)
+        return 0
     if args.what == "fit":
         zoos = meta_zoos(args.meta)
         if not zoos:
@@ -345,6 +453,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             max_samples=args.max_samples,
             shrink=args.shrink,
+            curve_degree=args.curve_degree,
         )
         predictor.save(out)
         print(json.dumps(predictor.info, indent=1))
@@ -371,14 +480,7 @@ def cross_validate(
     search."""
     from sne_plugin.wstats import WeightStatsModel
 
-    def fam(z: Any) -> str:
-        return "mlp" if z.manifest["arch"].startswith("mlp") else "cnn"
-
-    folds = {
-        f"dataset={d}": [z.manifest["dataset"] == d for z in zoos]
-        for d in sorted({z.manifest["dataset"] for z in zoos})
-    }
-    folds.update({f"family={f}": [fam(z) == f for z in zoos] for f in ("cnn", "mlp")})
+    folds = _folds(zoos)
     rng = np.random.default_rng(seed)
     out: dict[str, dict[float, dict[int, float]]] = {}
     for name, test_mask in folds.items():

@@ -108,6 +108,7 @@ class Outcome:
     epochs: int
     best: float
     pruned_at: list[int] = field(default_factory=list)
+    best_pruned: bool = False  # the trial that ends best unpruned was stopped
 
 
 def replay(search: Search, pruner: optuna.pruners.BasePruner, *, first_step: int = 0) -> Outcome:
@@ -118,8 +119,8 @@ def replay(search: Search, pruner: optuna.pruners.BasePruner, *, first_step: int
     # A fixed name: HyperbandPruner assigns brackets by a hash of the study name.
     study = optuna.create_study(study_name="replay", direction="maximize", pruner=pruner)
     sne = isinstance(pruner, SNEPruner)
-    epochs, best, pruned_at = 0, -np.inf, []
-    for curve, snaps in zip(search.values, search.weights, strict=True):
+    epochs, best, pruned_at, stopped = 0, -np.inf, [], set()
+    for i, (curve, snaps) in enumerate(zip(search.values, search.weights, strict=True)):
         trial = study.ask()
         for step, (value, net) in enumerate(zip(curve, snaps, strict=True), start=first_step):
             epochs += 1
@@ -129,11 +130,12 @@ def replay(search: Search, pruner: optuna.pruners.BasePruner, *, first_step: int
             if trial.should_prune():
                 study.tell(trial, state=TrialState.PRUNED)
                 pruned_at.append(step)
+                stopped.add(i)
                 break
         else:
             study.tell(trial, float(curve[-1]))
             best = max(best, float(curve[-1]))
-    return Outcome(epochs, best, pruned_at)
+    return Outcome(epochs, best, pruned_at, int(np.argmax(search.values[:, -1])) in stopped)
 
 
 def top_k(search: Search, k_epochs: int, share: float) -> Outcome:
@@ -141,7 +143,11 @@ def top_k(search: Search, k_epochs: int, share: float) -> Outcome:
     n, total = search.values.shape
     keep = max(1, round(share * n))
     order = np.argsort(-search.values[:, k_epochs - 1], kind="stable")[:keep]
-    return Outcome(n * k_epochs + keep * (total - k_epochs), float(search.values[order, -1].max()))
+    return Outcome(
+        n * k_epochs + keep * (total - k_epochs),
+        float(search.values[order, -1].max()),
+        best_pruned=int(np.argmax(search.values[:, -1])) not in set(order.tolist()),
+    )
 
 
 def rules(
@@ -198,19 +204,21 @@ def summarise(name: str, searches: list[Search], outcomes: list[Outcome]) -> dic
         "lost": float(lost.mean()),
         "se": float(lost.std(ddof=1) / np.sqrt(len(lost))) if len(lost) > 1 else float("nan"),
         "seeds_over": int((lost > 0.5).sum()),
+        "best_pruned": int(sum(o.best_pruned for o in outcomes)),
         "n": len(lost),
     }
 
 
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| pruner | epochs, % of unpruned | points lost (mean ± s.e.) | seeds losing > 0.5 |",
-        "|---|---|---|---|",
+        "| pruner | epochs, % of unpruned | points lost (mean ± s.e.) | seeds losing > 0.5 "
+        "| seeds whose best trial was stopped |",
+        "|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['name']} | {100 * r['epochs']:.1f}% | {r['lost']:.2f} ± {r['se']:.2f} "
-            f"| {r['seeds_over']} of {r['n']} |"
+            f"| {r['seeds_over']} of {r['n']} | {r.get('best_pruned', 0)} of {r['n']} |"
         )
     return "\n".join(lines)
 
