@@ -111,16 +111,25 @@ def meta_searches(root: Path, trials: int = 32, epochs: int = 8) -> list[Search]
 
 
 def rivals(
-    epochs: int, *, percentile: float, warmup: int, online: bool
+    epochs: int,
+    *,
+    percentile: float,
+    warmup: int,
+    online: bool,
+    min_trials: int | None = None,
+    candidate: Path | None = None,
 ) -> dict[str, Callable[[], optuna.pruners.BasePruner]]:
     """Optuna's pruners at their defaults; SNEPruner() at its defaults (the shipped predictor,
     its correction at the weight chosen on the meta-zoo); the same predictor with the weights'
     correction at full weight, zero-shot and fine-tuned on the study's finished trials; the
     curve alone under SNEPruner's rule (when the default is not already that); with
-    ``online``, online-only."""
+    ``online``, online-only; with ``candidate``, the predictor saved in that folder, zero-shot,
+    under the same rule."""
     shipped = load_pretrained()
-    full = CurvePredictor(shipped.regressor, shipped.info, shrink=1.0)
+    full = CurvePredictor(shipped.regressor, shipped.info, shrink=1.0, curve=shipped.curve)
     rule: dict[str, Any] = {"percentile": percentile, "n_warmup_steps": warmup}
+    if min_trials is not None:
+        rule["n_min_trials"] = min_trials
     out: dict[str, Callable[[], optuna.pruners.BasePruner]] = {
         "NopPruner": optuna.pruners.NopPruner,
         "MedianPruner": optuna.pruners.MedianPruner,
@@ -132,9 +141,12 @@ def rivals(
         "SNEPruner, correction weight 1, zero-shot": partial(SNEPruner, full, online=False, **rule),
         "SNEPruner, correction weight 1, fine-tuned": partial(SNEPruner, full, **rule),
     }
-    if shipped.shrink:
+    if shipped.shrink or shipped.curve is not None:
         curve = CurvePredictor(ZeroCorrection(), {"model": "none"}, shrink=0.0)
-        out["curve alone, SNEPruner's rule"] = partial(SNEPruner, curve, online=False, **rule)
+        out["rank_now alone, SNEPruner's rule"] = partial(SNEPruner, curve, online=False, **rule)
+    if candidate is not None:
+        cand = load_pretrained(candidate)
+        out[f"candidate {candidate.name}"] = partial(SNEPruner, cand, online=False, **rule)
     if online:
         out["SNEPruner online-only"] = partial(SNEPruner, online=True, **rule)
     return out
@@ -149,10 +161,19 @@ def run(
     online: bool,
     top: tuple[tuple[int, float], ...] = ((2, 0.25), (3, 0.25)),
     only: list[str] | None = None,
+    min_trials: int | None = None,
+    candidate: Path | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """Every rival (or those whose name contains one of ``only``) on every search; rows for
     :func:`table`, and seconds per rival."""
-    makers = rivals(epochs, percentile=percentile, warmup=warmup, online=online)
+    makers = rivals(
+        epochs,
+        percentile=percentile,
+        warmup=warmup,
+        online=online,
+        min_trials=min_trials,
+        candidate=candidate,
+    )
     if only:
         makers = {k: v for k, v in makers.items() if any(o in k for o in only)}
         top = ()
@@ -186,6 +207,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=None, help="first N seeds only")
     parser.add_argument("--percentile", type=float, nargs="+", default=[None])
     parser.add_argument("--warmup", type=int, default=None)
+    parser.add_argument("--min-trials", type=int, default=None, help="default: SNEPruner's")
+    parser.add_argument(
+        "--candidate", type=Path, default=None, help="also this saved predictor, zero-shot"
+    )
     parser.add_argument("--online", action="store_true", help="also online-only SNEPruner")
     parser.add_argument("--only", nargs="+", default=None, help="rivals whose name has one of")
     parser.add_argument("--out", type=Path, default=None, help="append the tables here")
@@ -199,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", module="optuna")
     defaults = inspect.signature(SNEPruner).parameters
     warmup = defaults["n_warmup_steps"].default if args.warmup is None else args.warmup
+    min_trials = defaults["n_min_trials"].default if args.min_trials is None else args.min_trials
     info = load_pretrained().info
     print(f"pretrained predictor: {json.dumps({k: info[k] for k in ('model', 'n_samples')})}")
     if args.space == "meta":
@@ -220,11 +246,19 @@ def main(argv: list[str] | None = None) -> int:
             pct = DEFAULT_CURVE_PERCENTILE if p is None else p
             t0 = time.perf_counter()
             rows, seconds = run(
-                searches, epochs, percentile=pct, warmup=warmup, online=args.online, only=args.only
+                searches,
+                epochs,
+                percentile=pct,
+                warmup=warmup,
+                online=args.online,
+                only=args.only,
+                min_trials=min_trials,
+                candidate=args.candidate,
             )
             head = (
                 f"### {name}: {len(searches)} seeds x {len(searches[0].values)} trials x {epochs} "
-                f"epochs; SNEPruner rule percentile={pct:g}, n_warmup_steps={warmup} "
+                f"epochs; SNEPruner rule percentile={pct:g}, n_warmup_steps={warmup}, "
+                f"n_min_trials={min_trials} "
                 f"({time.perf_counter() - t0:.0f} s)"
             )
             cost = ", ".join(f"{k} {v / len(searches):.1f} s" for k, v in seconds.items())

@@ -155,9 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     print("| rule | score | epochs | lost ± s.e. | searches losing > 0.5 | best trial stopped |")
     print("|---|---|---|---|---|---|")
     for k in args.top:
-        outs = [top_k(Search(0, v, []), k, 0.25) for _, _, v in searches]
+        tops = [top_k(Search(0, v, []), k, 0.25) for _, _, v in searches]
         row = summarise_rule(
-            [v for _, _, v in searches], [(o.epochs, o.best, o.best_pruned) for o in outs]
+            [v for _, _, v in searches], [(o.epochs, o.best, o.best_pruned) for o in tops]
         )
         print(_line(f"top 25% after {k} epochs (offline)", "-", row), flush=True)
     for name, make in _scores(args.root, args.degree).items():
