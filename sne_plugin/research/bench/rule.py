@@ -45,9 +45,23 @@ Score = Callable[[np.ndarray], np.ndarray]
 
 @dataclass(frozen=True)
 class Rule:
-    percentile: float
+    """``percentile``: one number, or one per step from step 1 (the last one repeats)."""
+
+    percentile: float | tuple[float, ...]
     warmup: int
     min_trials: int
+
+    def at(self, step: int) -> float:
+        p = self.percentile
+        if isinstance(p, tuple):
+            return float(p[min(step, len(p)) - 1])
+        return float(p)
+
+    @property
+    def name(self) -> str:
+        p = self.percentile
+        pct = "/".join(f"{x:g}" for x in p) if isinstance(p, tuple) else f"{p:g}"
+        return f"p{pct} warm-up {self.warmup} min {self.min_trials}"
 
 
 def simulate(values: np.ndarray, score: Score, rule: Rule) -> tuple[int, float, bool]:
@@ -58,6 +72,7 @@ def simulate(values: np.ndarray, score: Score, rule: Rule) -> tuple[int, float, 
     last = np.zeros(n, dtype=int)  # last step trained, per trial
     completed = np.zeros(n, dtype=bool)
     epochs = 0
+    cummax = np.maximum.accumulate(values, axis=1)
     for i in range(n):
         for k in range(1, total + 1):
             epochs += 1
@@ -68,12 +83,12 @@ def simulate(values: np.ndarray, score: Score, rule: Rule) -> tuple[int, float, 
             rows = np.arange(i + 1)
             now = values[rows, steps - 1]
             prev = np.where(steps >= 2, values[rows, np.maximum(steps - 2, 0)], np.nan)
-            best = np.array([values[r, :s].max() for r, s in zip(rows, steps, strict=True)])
+            best = cummax[rows, steps - 1]
             planned = total if completed[:i].any() else np.nan
             side = curve_features(now, prev, best, steps / planned)
             s = score(side)
             # own row last in ``rows``
-            if s[i] < np.percentile(s[:i], rule.percentile):
+            if s[i] < np.percentile(s[:i], rule.at(k)):
                 break
         else:
             completed[i] = True
@@ -140,11 +155,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--root", type=Path, default=Path("runs/metazoo"))
     parser.add_argument("--trials", type=int, nargs="+", default=[16, 32])
-    parser.add_argument("--percentile", type=float, nargs="+", default=[70, 75, 80, 85, 90])
+    parser.add_argument(
+        "--percentile",
+        nargs="+",
+        default=["70", "75", "80", "85", "90"],
+        help="a number, or one per step joined by '/' (the last repeats): 50/75/80",
+    )
     parser.add_argument("--warmup", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--min-trials", type=int, nargs="+", default=[3, 5, 8])
     parser.add_argument("--degree", type=int, default=3)
-    parser.add_argument("--top", type=int, nargs="+", default=[2], help="top 25%% after K epochs")
+    parser.add_argument(
+        "--scores", nargs="+", default=["rank_now", "curve"], choices=["rank_now", "curve"]
+    )
+    parser.add_argument("--top", type=int, nargs="*", default=[2], help="top 25%% after K epochs")
     args = parser.parse_args(argv)
     searches = _meta(args.root, args.trials)
     if not searches:
@@ -161,12 +184,15 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(_line(f"top 25% after {k} epochs (offline)", "-", row), flush=True)
     for name, make in _scores(args.root, args.degree).items():
+        if not any(name.startswith(x) for x in args.scores):
+            continue
         t0 = time.perf_counter()
         for p, w, m in itertools.product(args.percentile, args.warmup, args.min_trials):
-            rule = Rule(p, w, m)
+            parts = tuple(float(x) for x in str(p).split("/"))
+            rule = Rule(parts if len(parts) > 1 else parts[0], w, m)
             outs = [simulate(v, make(zi), rule) for zi, _, v in searches]
             row = summarise_rule([v for _, _, v in searches], outs)
-            print(_line(f"p{p:g} warm-up {w} min {m}", name, row), flush=True)
+            print(_line(rule.name, name, row), flush=True)
         print(f"<!-- {name}: {time.perf_counter() - t0:.0f} s -->", flush=True)
     return 0
 
