@@ -177,6 +177,17 @@ class LayerKind(str, enum.Enum):
     NORM = "norm"
     EMBEDDING = "embedding"
     ATTENTION = "attention"
+    # Bare parameters, outside any layer module (new kinds go last: the encoder's type ids
+    # of the kinds above stay what they were, so saved regressors keep their meaning).
+    TOKEN = "token"  # learned tokens (ViT's cls_token, DeiT's distillation token): (n, dim)
+    POSITION = "position"  # position tables added to tokens (pos_embed): (positions, dim)
+    SCALE = "scale"  # per-channel layer scale (ConvNeXt's gamma): (channels,)
+    ATTENTION_BIAS = "attention_bias"  # Swin's relative_position_bias_table: (entries, heads)
+    # Recurrent layers: one layer per weight matrix, (gates * hidden, in) with the gates
+    # stacked along the rows in torch's order (LSTM: i, f, g, o; GRU: r, z, n; RNN: one).
+    LSTM = "lstm"
+    GRU = "gru"
+    RNN = "rnn"
 
     @property
     def kernel_dims(self) -> int:
@@ -186,10 +197,17 @@ class LayerKind(str, enum.Enum):
     @property
     def weight_ndim(self) -> int:
         """The number of dimensions a weight of this kind has in torch layout."""
-        if self is LayerKind.NORM:
+        if self in (LayerKind.NORM, LayerKind.SCALE):
             return 1
         return 2 + self.kernel_dims
 
+    @property
+    def gates(self) -> int:
+        """Gates stacked along a recurrent weight's rows (1 for every other kind)."""
+        return _GATES.get(self, 1)
+
+
+_GATES = {LayerKind.LSTM: 4, LayerKind.GRU: 3, LayerKind.RNN: 1}
 
 _KERNEL_DIMS = {
     LayerKind.CONV1D: 1,
