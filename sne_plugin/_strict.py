@@ -45,7 +45,7 @@ def read_networks(X: object, *, strict: bool, owner: str) -> list[NetworkWeights
     >>> with warnings.catch_warnings(record=True) as caught:
     ...     warnings.simplefilter("always")
     ...     nets = read_networks([odd, odd], strict=False, owner="SNERegressor")
-    >>> len(caught), str(caught[0].message)[:66]
+    >>> len(caught), str(caught[0].message)[:63]
     (1, 'SNERegressor(strict=False): 2 of 2 networks had parameters that')
     """
     if strict:
