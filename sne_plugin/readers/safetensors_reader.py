@@ -3,20 +3,32 @@
 A ``.safetensors`` file is read as a state dict (:mod:`.state_dict`). Its JSON header is
 checked first: every tensor's parameter count against the cap in force
 (:func:`sne_plugin.weights.max_parameters`), and every declared byte range against the
-file's size, so a file cannot make the reader allocate more than it holds. The
-``safetensors`` package (``pip install sne-plugin[hf]``) is imported only here.
+file's size, so a file cannot make the reader allocate more than it holds. The format
+stores tensors sorted by name, not in the module's order; they are read in the order of
+their names with numbers compared as numbers (``layer.2`` before ``layer.10``), which keeps
+blocks in order but not always the layers inside a block. The ``safetensors`` package
+(``pip install sne-plugin[hf]``) is imported only here.
 
-A folder is read as ``save_pretrained`` writes one: ``model.safetensors``, or the shards
-a ``model.safetensors.index.json`` lists, or else ``pytorch_model.bin`` (torch checkpoint,
-``weights_only=True``); a ``config.json`` beside them is recorded in ``meta["config"]``
-(the ``model_type`` and ``architectures`` entries only), not needed.
+A folder is read as ``save_pretrained`` writes one. When it has a ``config.json`` naming
+an architecture that the installed ``transformers`` knows (``"architectures":
+["ViTModel"]``), the model is rebuilt from it and loaded with ``from_pretrained``
+(local files only, no remote code): the folder then reads exactly as the module does, in
+its execution order, with renamed and tied keys handled by transformers. Its size is
+counted on the meta device first, against the parameter cap; a key the model lacks or one
+the files lack is unreadable (strict: an error). Otherwise the weights are read as a state
+dict: ``model.safetensors``, or the shards a ``model.safetensors.index.json`` lists, or
+``pytorch_model.bin`` (torch checkpoint, ``weights_only=True``). ``meta["config"]`` keeps
+the config's ``model_type`` and ``architectures``.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
+import re
 import struct
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +64,92 @@ def read_safetensors(path: Path, *, strict: bool = True) -> NetworkWeights:
 def read_pretrained_folder(folder: Path, *, strict: bool = True) -> NetworkWeights:
     """The layers of a ``save_pretrained`` folder (see the module docstring)."""
     config = _config(folder)
+    model_class = _model_class(config)
+    net = (
+        _read_with_transformers(folder, model_class, strict=strict)
+        if model_class is not None
+        else _read_files(folder, strict=strict)
+    )
+    if config:
+        net.meta["config"] = config
+    return net
+
+
+def _model_class(config: dict[str, Any]) -> Any:
+    """The transformers class the config names, or None (no config, no transformers, or an
+    architecture it does not know)."""
+    names = config.get("architectures")
+    if not isinstance(names, list) or not names or not isinstance(names[0], str):
+        return None
+    try:
+        transformers = importlib.import_module("transformers")
+    except ImportError:
+        return None
+    found = getattr(transformers, names[0], None)
+    base = getattr(transformers, "PreTrainedModel", None)
+    return found if isinstance(found, type) and base and issubclass(found, base) else None
+
+
+def _read_with_transformers(folder: Path, model_class: Any, *, strict: bool) -> NetworkWeights:
+    from sne_plugin.readers.torch_module import read_module
+
+    _check_folder_size(folder, model_class)
+    logging = importlib.import_module("transformers.utils.logging")
+    bars = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    try:
+        model, info = model_class.from_pretrained(
+            str(folder), local_files_only=True, output_loading_info=True
+        )
+    except Exception as exc:
+        raise SNEError(
+            f"{folder}: expected a save_pretrained folder that {model_class.__name__} loads, "
+            f"but loading failed: {type(exc).__name__}: {str(exc)[:300]}"
+        ) from None
+    finally:
+        if bars:
+            logging.enable_progress_bar()
+    _report_keys(folder, info, strict=strict)
+    net = read_module(model, strict=strict)
+    return NetworkWeights(net.layers, str(folder), net.is_chain, dict(net.meta))
+
+
+def _check_folder_size(folder: Path, model_class: Any) -> None:
+    """Refuse a config that declares a model over the parameter cap, before building it."""
+    config = model_class.config_class.from_pretrained(str(folder), local_files_only=True)
+    with torch.device("meta"):
+        count = sum(p.numel() for p in model_class(config).parameters())
+    cap = max_parameters()
+    if count > cap:
+        raise SNEError(
+            f"{folder}: the config declares {count:,} parameters, over the cap max_parameters="
+            f"{cap:,}; if the folder is trusted, raise it: read_weights(..., max_parameters=N)"
+        )
+    for path in sorted(folder.glob("*.safetensors")):
+        _check_header(path)
+
+
+def _report_keys(folder: Path, info: dict[str, Any], *, strict: bool) -> None:
+    """Raise (strict) or warn when the files and the model do not hold the same weights:
+    transformers would leave missing weights at their random initial values."""
+    problems = [
+        f"{what} {sorted(map(str, info.get(key) or ()))[:5]}"
+        for key, what in (
+            ("missing_keys", "weights the files lack"),
+            ("unexpected_keys", "weights the model lacks"),
+            ("mismatched_keys", "weights of another shape"),
+        )
+        if info.get(key)
+    ]
+    if not problems:
+        return
+    message = f"{folder}: the files do not match the config's model: {'; '.join(problems)}"
+    if strict:
+        raise SNEError(f"{message}; pass strict=False to read what was loaded")
+    warnings.warn(message, UserWarning, stacklevel=4)
+
+
+def _read_files(folder: Path, *, strict: bool) -> NetworkWeights:
     index = folder / "model.safetensors.index.json"
     single = folder / "model.safetensors"
     if single.is_file():
@@ -66,8 +164,6 @@ def read_pretrained_folder(folder: Path, *, strict: bool = True) -> NetworkWeigh
             f"{folder}: expected a save_pretrained folder holding model.safetensors, "
             f"model.safetensors.index.json or pytorch_model.bin, got {found or 'an empty folder'}"
         )
-    if config:
-        net.meta["config"] = config
     return net
 
 
@@ -101,19 +197,25 @@ def _load_shards(index: Path) -> dict[str, torch.Tensor]:
         if shard.parent != index.parent or not shard.is_file():
             raise SNEError(f"{index}: expected the shard {name!r} beside it, found none")
         state.update(_load(shard))
-    return {key: state[key] for key in weight_map if key in state}
+    return {key: state[key] for key in sorted(state, key=_natural)}
 
 
 def _load(path: Path) -> dict[str, torch.Tensor]:
     safetensors_torch = optional_import("safetensors.torch", extra="hf")
     _check_header(path)
     try:
-        return dict(safetensors_torch.load_file(str(path), device="cpu"))
+        loaded = safetensors_torch.load_file(str(path), device="cpu")
     except Exception as exc:
         raise SNEError(
             f"{path}: expected a safetensors file, but loading failed: "
             f"{type(exc).__name__}: {str(exc)[:300]}"
         ) from None
+    return {key: loaded[key] for key in sorted(loaded, key=_natural)}
+
+
+def _natural(key: str) -> list[tuple[int, int | str]]:
+    """A sort key comparing the numbers in ``key`` as numbers: ``h.2`` before ``h.10``."""
+    return [(0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", key)]
 
 
 def _check_header(path: Path) -> None:

@@ -1,0 +1,382 @@
+"""The model families users have, built from their libraries with random weights (tiny
+configs, no download), read whole with ``strict=True`` from module, state dict and
+Hugging Face files (``.safetensors``, ``save_pretrained`` folders)."""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from sne_plugin.errors import SNEError
+from sne_plugin.readers import read_weights
+from sne_plugin.weights import LayerKind, NetworkWeights, parameter_limit
+
+
+def _transformers() -> object:
+    return pytest.importorskip("transformers", reason="the hf extra (transformers) is missing")
+
+
+def vit() -> nn.Module:
+    t = _transformers()
+    config = t.ViTConfig(  # type: ignore[attr-defined]
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        image_size=16,
+        patch_size=8,
+    )
+    return t.ViTModel(config)  # type: ignore[attr-defined,no-any-return]
+
+
+def deit() -> nn.Module:
+    t = _transformers()
+    config = t.DeiTConfig(  # type: ignore[attr-defined]
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        image_size=16,
+        patch_size=8,
+    )
+    return t.DeiTModel(config)  # type: ignore[attr-defined,no-any-return]
+
+
+def convnext() -> nn.Module:
+    t = _transformers()
+    config = t.ConvNextConfig(hidden_sizes=[8, 16], depths=[1, 1], num_stages=2)  # type: ignore[attr-defined]
+    return t.ConvNextModel(config)  # type: ignore[attr-defined,no-any-return]
+
+
+def swin() -> nn.Module:
+    t = _transformers()
+    config = t.SwinConfig(  # type: ignore[attr-defined]
+        image_size=16, patch_size=4, embed_dim=8, depths=[1, 1], num_heads=[1, 2], window_size=2
+    )
+    return t.SwinModel(config)  # type: ignore[attr-defined,no-any-return]
+
+
+def gpt2() -> nn.Module:
+    t = _transformers()
+    config = t.GPT2Config(  # type: ignore[attr-defined]
+        n_embd=16, n_layer=1, n_head=2, n_positions=8, vocab_size=20, bos_token_id=0, eos_token_id=0
+    )
+    return t.GPT2LMHeadModel(config)  # type: ignore[attr-defined,no-any-return]
+
+
+def bert() -> nn.Module:
+    t = _transformers()
+    config = t.BertConfig(  # type: ignore[attr-defined]
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        vocab_size=20,
+        max_position_embeddings=8,
+    )
+    return t.BertModel(config)  # type: ignore[attr-defined,no-any-return]
+
+
+def lstm() -> nn.Module:
+    return nn.LSTM(5, 6, num_layers=2, bidirectional=True)
+
+
+def gru() -> nn.Module:
+    return nn.GRU(5, 6, num_layers=2, bidirectional=True)
+
+
+class _Tagger(nn.Module):
+    """A sequence model as users write one: embedding, LSTM with projections, head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(12, 5)
+        self.rnn = nn.LSTM(5, 6, proj_size=3, batch_first=True)
+        self.cell = nn.GRUCell(3, 4)
+        self.head = nn.Linear(4, 2)
+
+
+# family -> (builder, the kinds its reading must contain)
+FAMILIES: dict[str, tuple[Callable[[], nn.Module], set[str]]] = {
+    "vit": (vit, {"token", "position", "conv2d", "dense", "norm"}),
+    "deit": (deit, {"token", "position", "conv2d", "dense", "norm"}),
+    "convnext": (convnext, {"scale", "conv2d", "dense", "norm"}),
+    "swin": (swin, {"attention_bias", "conv2d", "dense", "norm"}),
+    "gpt2": (gpt2, {"embedding", "dense", "norm"}),
+    "bert": (bert, {"embedding", "dense", "norm"}),
+    "lstm": (lstm, {"lstm"}),
+    "gru": (gru, {"gru"}),
+    "tagger": (_Tagger, {"embedding", "lstm", "gru", "dense"}),
+}
+
+
+def _parameters(module: nn.Module) -> int:
+    """Every parameter of ``module``, a tied one once (``parameters()`` dedups by object)."""
+    return sum(p.numel() for p in module.parameters())
+
+
+@pytest.fixture(params=sorted(FAMILIES))
+def family(request: pytest.FixtureRequest) -> tuple[str, nn.Module, set[str]]:
+    build, kinds = FAMILIES[request.param]
+    torch.manual_seed(0)
+    return request.param, build(), kinds
+
+
+def test_module_is_read_whole_under_strict(family: tuple[str, nn.Module, set[str]]) -> None:
+    _, module, kinds = family
+    net = read_weights(module, strict=True)
+    assert net.num_params == _parameters(module)
+    assert {layer.kind.value for layer in net} >= kinds
+
+
+def test_state_dict_gives_the_module_reading(family: tuple[str, nn.Module, set[str]]) -> None:
+    """Same layers, names, values and order (a state dict does not record that a 2-d weight
+    belongs to an nn.Embedding: those read as dense)."""
+    _, module, _ = family
+    by_module = read_weights(module, strict=True)
+    by_state = read_weights(module.state_dict(), strict=True)
+    assert [layer.name for layer in by_state] == [layer.name for layer in by_module]
+    for a, b in zip(by_module, by_state, strict=True):
+        assert torch.equal(a.weight, b.weight), a.name
+        assert (a.bias is None and b.bias is None) or torch.equal(a.bias, b.bias), a.name
+        assert a.kind is b.kind or (a.kind, b.kind) == (LayerKind.EMBEDDING, LayerKind.DENSE)
+
+
+def test_vit_tokens_and_position_table_are_layers_of_their_own() -> None:
+    module = vit()
+    layers = {layer.name: layer for layer in read_weights(module)}
+    cls = layers["embeddings.cls_token"]
+    assert (cls.kind, cls.spec.weight_shape) == (LayerKind.TOKEN, (1, 16))
+    table = layers["embeddings.position_embeddings"]
+    assert (table.kind, table.spec.weight_shape) == (LayerKind.POSITION, (5, 16))  # 4 patches + cls
+    assert torch.equal(table.weight, module.embeddings.position_embeddings.detach()[0])
+
+
+def test_deit_has_its_distillation_token() -> None:
+    kinds = [(layer.name, layer.kind) for layer in read_weights(deit())]
+    assert ("embeddings.distillation_token", LayerKind.TOKEN) in kinds
+
+
+def test_convnext_layer_scale_is_a_scale_layer() -> None:
+    module = convnext()
+    scales = [layer for layer in read_weights(module) if layer.kind is LayerKind.SCALE]
+    assert [layer.spec.weight_shape for layer in scales] == [(8,), (16,)]
+    gamma = module.encoder.stages[0].layers[0].layer_scale_parameter
+    assert torch.equal(scales[0].weight, gamma.detach())
+
+
+def test_swin_bias_tables_are_read_and_index_buffers_are_not() -> None:
+    module = swin()
+    tables = [layer for layer in read_weights(module) if layer.kind is LayerKind.ATTENTION_BIAS]
+    assert [layer.spec.weight_shape for layer in tables] == [(9, 1), (9, 2)]  # (2*2-1)^2 x heads
+    index = {k: b for k, b in module.named_buffers() if k.endswith("relative_position_index")}
+    assert len(index) == 2 and not any(b.is_floating_point() for b in index.values())
+    # older transformers saved the index tables in the state dict (persistent buffers)
+    state = {**module.state_dict(), **index}
+    assert read_weights(state, strict=True).num_params == _parameters(module)
+
+
+def test_lstm_weights_with_their_gates_in_forward_order() -> None:
+    module = lstm()
+    spec = [
+        (s.kind, s.name, s.weight_shape, s.bias_shape) for s in read_weights(module).spec.layers
+    ]
+    h, lk = 6, LayerKind.LSTM
+    assert spec == [
+        (lk, "<root>.l0.ih", (4 * h, 5), (4 * h,)),
+        (lk, "<root>.l0.hh", (4 * h, h), (4 * h,)),
+        (lk, "<root>.l0_reverse.ih", (4 * h, 5), (4 * h,)),
+        (lk, "<root>.l0_reverse.hh", (4 * h, h), (4 * h,)),
+        (lk, "<root>.l1.ih", (4 * h, 2 * h), (4 * h,)),
+        (lk, "<root>.l1.hh", (4 * h, h), (4 * h,)),
+        (lk, "<root>.l1_reverse.ih", (4 * h, 2 * h), (4 * h,)),
+        (lk, "<root>.l1_reverse.hh", (4 * h, h), (4 * h,)),
+    ]
+    net = read_weights(module)
+    assert torch.equal(net.layers[2].weight, module.weight_ih_l0_reverse.detach())
+    assert torch.equal(net.layers[3].bias, module.bias_hh_l0_reverse.detach())
+
+
+def test_gru_and_plain_rnn_are_told_apart_by_their_gates_in_a_state_dict() -> None:
+    assert read_weights(gru().state_dict()).layers[0].kind is LayerKind.GRU
+    rnn = nn.RNN(5, 6, nonlinearity="relu")
+    assert {layer.kind for layer in read_weights(rnn.state_dict())} == {LayerKind.RNN}
+    assert {layer.kind for layer in read_weights(rnn)} == {LayerKind.RNN}
+
+
+def test_lstm_projection_and_cells() -> None:
+    spec = {s.name: (s.kind, s.weight_shape) for s in read_weights(_Tagger()).spec.layers}
+    assert spec["rnn.l0.hr"] == (LayerKind.LSTM, (3, 6))
+    assert spec["rnn.l0.hh"] == (LayerKind.LSTM, (24, 3))
+    assert spec["cell.ih"] == (LayerKind.GRU, (12, 3))
+
+
+def test_gpt2_conv1d_is_transposed_to_a_dense_layer() -> None:
+    module = gpt2()
+    conv = module.transformer.h[0].attn.c_attn  # transformers' Conv1D, weight (in, out)
+    assert tuple(conv.weight.shape) == (16, 48)
+    for net in (read_weights(module), read_weights(module.state_dict())):
+        layer = {layer.name: layer for layer in net}["transformer.h.0.attn.c_attn"]
+        assert (layer.kind, layer.spec.weight_shape) == (LayerKind.DENSE, (48, 16))
+        assert torch.equal(layer.weight, conv.weight.detach().t())
+        square = {layer.name: layer for layer in net}["transformer.h.0.attn.c_proj"]
+        assert torch.equal(square.weight, module.transformer.h[0].attn.c_proj.weight.detach().t())
+
+
+def test_gpt2_tied_head_counts_once() -> None:
+    module = gpt2()
+    assert module.lm_head.weight is module.transformer.wte.weight
+    by_module = read_weights(module)
+    assert by_module.meta["tied"] == ["lm_head"]
+    by_state = read_weights(module.state_dict())
+    assert by_state.meta["tied"] == ["lm_head.weight"]
+    assert by_module.num_params == by_state.num_params == _parameters(module)
+
+
+def test_an_embedding_tied_to_its_head_counts_once() -> None:
+    embed, head = nn.Embedding(100, 8), nn.Linear(8, 100, bias=False)
+    head.weight = embed.weight
+    model = nn.Sequential(embed, nn.Linear(8, 8), head)
+    assert read_weights(model).num_params == 800 + 72
+    state = model.state_dict()
+    assert state["0.weight"].data_ptr() == state["2.weight"].data_ptr()
+    assert read_weights(state).num_params == 800 + 72
+    copied = {k: v.clone() for k, v in state.items()}  # equal values, own storage: not tied
+    assert read_weights(copied).num_params == 1600 + 72
+
+
+def test_an_unknown_bare_parameter_still_fails_under_strict() -> None:
+    model = nn.Module()
+    model.alpha = nn.Parameter(torch.ones(3))
+    model.fc = nn.Linear(3, 2)
+    with pytest.raises(SNEError, match=r"'<root>' \(Module with parameters alpha\)"):
+        read_weights(model)
+    with pytest.warns(UserWarning, match="skipped unreadable parameters"):
+        assert read_weights(model, strict=False).num_params == 8
+
+
+def test_a_gamma_beside_beta_is_a_norm_not_a_scale() -> None:
+    net = read_weights(
+        {"bn.gamma": torch.ones(4), "bn.beta": torch.zeros(4), "x.gamma": torch.ones(4)}
+    )
+    assert [(layer.name, layer.kind.value, layer.bias is not None) for layer in net] == [
+        ("bn", "norm", True),
+        ("x.gamma", "scale", False),
+    ]
+
+
+# ---------------------------------------------------------------- Hugging Face files
+def test_save_pretrained_folder_reads_as_the_module(tmp_path: Path) -> None:
+    module = vit()
+    module.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").is_file() and (tmp_path / "config.json").is_file()
+    by_folder = read_weights(tmp_path, strict=True)
+    by_module = read_weights(module, strict=True)
+    assert [layer.name for layer in by_folder] == [layer.name for layer in by_module]
+    assert all(torch.equal(a.weight, b.weight) for a, b in zip(by_module, by_folder, strict=True))
+    assert by_folder.meta["config"]["model_type"] == "vit"
+
+
+def test_save_pretrained_folder_whose_files_lack_a_weight(tmp_path: Path) -> None:
+    safetensors = pytest.importorskip("safetensors.torch", reason="the hf extra is missing")
+    vit().save_pretrained(tmp_path)
+    state = safetensors.load_file(tmp_path / "model.safetensors")
+    missing = next(key for key in state if key.endswith("cls_token"))
+    del state[missing]
+    safetensors.save_file(state, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(SNEError, match=r"weights the files lack \[.*cls_token"):
+        read_weights(tmp_path)
+    with pytest.warns(UserWarning, match="the files do not match the config's model"):
+        read_weights(tmp_path, strict=False)
+
+
+def test_save_pretrained_folder_over_the_cap_is_refused_before_building(tmp_path: Path) -> None:
+    vit().save_pretrained(tmp_path)
+    with parameter_limit(1000), pytest.raises(SNEError, match=r"declares [\d,]+ parameters"):
+        read_weights(tmp_path)
+
+
+def test_safetensors_file_keys_in_numeric_order(tmp_path: Path) -> None:
+    save_file = pytest.importorskip("safetensors.torch", reason="the hf extra is missing").save_file
+    state = {f"h.{i}.weight": torch.ones(4, 4) for i in (0, 1, 2, 10, 11)}
+    save_file(state, tmp_path / "w.safetensors")  # the file stores them sorted: h.10 before h.2
+    names = [layer.name for layer in read_weights(tmp_path / "w.safetensors")]
+    assert names == ["h.0", "h.1", "h.2", "h.10", "h.11"]
+
+
+def test_save_pretrained_of_a_tied_model(tmp_path: Path) -> None:
+    module = gpt2()
+    module.save_pretrained(tmp_path)
+    assert read_weights(tmp_path).num_params == _parameters(module)
+
+
+def test_pytorch_model_bin_folder(tmp_path: Path) -> None:
+    module = convnext()
+    torch.save(module.state_dict(), tmp_path / "pytorch_model.bin")
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "convnext"}))
+    assert read_weights(tmp_path).num_params == _parameters(module)
+
+
+def test_sharded_safetensors_folder(tmp_path: Path) -> None:
+    save_file = pytest.importorskip("safetensors.torch", reason="the hf extra is missing").save_file
+    state = {k: v.contiguous() for k, v in lstm().state_dict().items()}
+    keys = list(state)
+    shards = {"a.safetensors": keys[:3], "b.safetensors": keys[3:]}
+    for name, part in shards.items():
+        save_file({k: state[k] for k in part}, tmp_path / name)
+    weight_map = {k: name for name, part in shards.items() for k in part}
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    net = read_weights(tmp_path)
+    assert [layer.name for layer in net] == [layer.name for layer in read_weights(state)]
+
+
+def _safetensors_file(tmp_path: Path) -> Path:
+    save_file = pytest.importorskip("safetensors.torch", reason="the hf extra is missing").save_file
+    path = tmp_path / "w.safetensors"
+    save_file({"fc.weight": torch.ones(300, 10), "fc.bias": torch.zeros(300)}, path)
+    return path
+
+
+def test_safetensors_file(tmp_path: Path) -> None:
+    net = read_weights(_safetensors_file(tmp_path))
+    assert isinstance(net, NetworkWeights) and net.spec.layers[0].weight_shape == (300, 10)
+
+
+def test_safetensors_over_the_cap_is_refused_before_loading(tmp_path: Path) -> None:
+    path = _safetensors_file(tmp_path)
+    with parameter_limit(1000), pytest.raises(SNEError, match=r"'fc.weight'.*3,000 parameters"):
+        read_weights(path)
+
+
+def test_safetensors_header_declaring_more_than_the_file_holds(tmp_path: Path) -> None:
+    path = _safetensors_file(tmp_path)
+    raw = path.read_bytes()
+    (length,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + length])
+    header["fc.weight"]["shape"] = [3000, 10]
+    text = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(text)) + text + raw[8 + length :])
+    with pytest.raises(SNEError, match=r"'fc.weight': expected 120,000 bytes inside"):
+        read_weights(path)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"\x01", "no header"),
+        (struct.pack("<Q", 10**9) + b"{}", "declared length of 1,000,000,000"),
+        (struct.pack("<Q", 2) + b"[]", "expected a JSON object"),
+        (struct.pack("<Q", 3) + b"{x}", "expected a JSON safetensors header"),
+    ],
+)
+def test_malformed_safetensors(tmp_path: Path, data: bytes, message: str) -> None:
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(data)
+    with pytest.raises(SNEError, match=message):
+        read_weights(path)
