@@ -1,18 +1,24 @@
 """The model families users have, built from their libraries with random weights (tiny
 configs, no download), read whole with ``strict=True`` from module, state dict and
-Hugging Face files (``.safetensors``, ``save_pretrained`` folders)."""
+Hugging Face files (``.safetensors``, ``save_pretrained`` folders); then the new layer
+kinds through the estimators: SNERegressor on a list mixing the families, ``strict`` in
+SNERegressor and SNEPruner, and regressors saved before the kinds were added."""
 
 from __future__ import annotations
 
 import json
 import struct
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from sne_plugin import SNERegressor
+from sne_plugin.encoder.plan import N_TYPES
 from sne_plugin.errors import SNEError
 from sne_plugin.readers import read_weights
 from sne_plugin.weights import LayerKind, NetworkWeights, parameter_limit
@@ -380,3 +386,106 @@ def test_malformed_safetensors(tmp_path: Path, data: bytes, message: str) -> Non
     path.write_bytes(data)
     with pytest.raises(SNEError, match=message):
         read_weights(path)
+
+
+# ---------------------------------------------------------------- estimators
+_TINY = {"width": 8, "heads": 2, "chunk_size": 16, "epochs": 2, "validation_fraction": 0.0}
+
+
+class _Odd(nn.Module):
+    """A network with a parameter no reader can place (``alpha``)."""
+
+    def __init__(self, scale: float) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+        self.alpha = nn.Parameter(torch.full((3,), scale))
+
+
+def _mixed() -> list[nn.Module]:
+    torch.manual_seed(0)
+    nets = []
+    for name in ("vit", "convnext", "swin", "gpt2", "lstm", "gru"):
+        build, _ = FAMILIES[name]
+        nets.extend(build() for _ in range(2))
+    return nets
+
+
+def test_regressor_fits_and_predicts_on_mixed_families() -> None:
+    nets = _mixed()
+    kinds = {layer.kind for net in nets for layer in read_weights(net)}
+    assert {LayerKind.TOKEN, LayerKind.POSITION, LayerKind.SCALE} <= kinds
+    assert {LayerKind.ATTENTION_BIAS, LayerKind.LSTM, LayerKind.GRU} <= kinds
+    y = np.linspace(0.2, 0.9, len(nets))
+    model = SNERegressor(**_TINY, random_state=0).fit(nets, y)
+    predicted = model.predict(nets)
+    assert predicted.shape == (len(nets),) and np.isfinite(predicted).all()
+    assert model.transform(nets[:3]).shape == (3, 8)
+    # each kind has its own learned type encoding (weight and bias rows)
+    assert model.module_.encoder.type_embedding.num_embeddings == N_TYPES == 2 * len(LayerKind)
+
+
+def test_regressor_strict_refuses_what_it_cannot_read() -> None:
+    nets = [_Odd(s) for s in (0.1, 0.5, 0.9)]
+    with pytest.raises(SNEError, match=r"X\[0\]: .*'<root>' \(_Odd with parameters alpha\)"):
+        SNERegressor(**_TINY).fit(nets, [0.2, 0.5, 0.8])
+
+
+def test_regressor_not_strict_reads_what_it_can_and_says_so_once() -> None:
+    nets = [_Odd(s) for s in (0.1, 0.5, 0.9)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = SNERegressor(**_TINY, strict=False, random_state=0).fit(nets, [0.2, 0.5, 0.8])
+    told = [str(w.message) for w in caught if "strict=False" in str(w.message)]
+    assert len(told) == 1 and told[0].startswith("SNERegressor(strict=False): 3 of 3 networks")
+    # the readers' own warning, one per network, is folded into that one
+    assert len([w for w in caught if "skipped unreadable" in str(w.message)]) == 1
+    with pytest.warns(UserWarning, match=r"1 of 1 networks"):
+        assert model.predict(nets[:1]).shape == (1,)
+
+
+def test_regressor_strict_must_be_a_bool() -> None:
+    with pytest.raises(SNEError, match=r"strict must be True or False, but got strict='no'"):
+        SNERegressor(**_TINY, strict="no").fit([nn.Linear(2, 2)] * 2, [0.1, 0.2])  # type: ignore[arg-type]
+
+
+def test_regressor_saved_before_the_new_kinds_still_loads(tmp_path: Path) -> None:
+    """A file whose type table has the 20 rows of the 10 kinds before this change: the
+    saved rows are kept, the new kinds get fresh rows, and predictions are unchanged."""
+    nets = [nn.Sequential(nn.Linear(4, 6), nn.LayerNorm(6), nn.Linear(6, 2)) for _ in range(4)]
+    model = SNERegressor(**_TINY, random_state=0).fit(nets, [0.2, 0.4, 0.6, 0.8])
+    path = tmp_path / "old.sne"
+    model.save(path)
+    with np.load(path, allow_pickle=False) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    table = "module.encoder.type_embedding.weight"
+    assert arrays[table].shape[0] == N_TYPES > 20
+    arrays[table] = arrays[table][:20]
+    moments = [
+        k for k, v in arrays.items() if k.startswith("optimizer.") and v.shape[:1] == (N_TYPES,)
+    ]
+    assert moments  # AdamW's moments of the table
+    for key in moments:
+        arrays[key] = arrays[key][:20]
+    np.savez(path, **arrays)
+    loaded = SNERegressor.load(path)
+    np.testing.assert_array_equal(loaded.predict(nets), model.predict(nets))
+    loaded.partial_fit(nets, [0.2, 0.4, 0.6, 0.8])  # the optimizer state fits the grown table
+
+
+def test_pruner_strict() -> None:
+    optuna = pytest.importorskip("optuna", reason="the optuna extra is missing")
+    from sne_plugin.integrations.optuna import SNEPruner, report_weights
+
+    study = optuna.create_study(pruner=SNEPruner(strict=True))
+    with pytest.raises(SNEError, match=r"_Odd with parameters alpha"):
+        report_weights(study.ask(), _Odd(0.5), 0)
+    lenient = SNEPruner(strict=False)
+    study = optuna.create_study(pruner=lenient)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for step in range(3):
+            report_weights(study.ask(), _Odd(0.5), step)
+    told = [str(w.message) for w in caught if "strict=False" in str(w.message)]
+    assert len(told) == 1 and told[0].startswith("SNEPruner: strict=False: skipped")
+    with pytest.raises(ValueError, match=r"strict must be True or False, but got strict=1"):
+        SNEPruner(strict=1)  # type: ignore[arg-type]
