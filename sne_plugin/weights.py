@@ -3,7 +3,9 @@
 A network is an ordered list of :class:`Layer` from input to output. Each layer keeps its
 weight in torch layout (``nn.Linear``: ``(out, in)``; ``nn.ConvNd``: ``(out, in/groups, *k)``;
 ``nn.ConvTransposeNd``: ``(in, out/groups, *k)``; norms: ``(C,)``; ``nn.Embedding``:
-``(num, dim)``; attention projections: ``(out, in)``), an optional bias and its original
+``(num, dim)``; attention projections: ``(out, in)``; bare parameters such as tokens,
+position tables and relative-position bias tables: ``(rows, last dim)``; layer scales:
+``(C,)``; recurrent weights: ``(gates * hidden, in)``), an optional bias and its original
 name. :attr:`NetworkWeights.spec` is the shapes alone, hashable, so that networks of one
 architecture share everything that depends only on shapes.
 """
