@@ -305,6 +305,11 @@ class Layer:
             )
         if w.numel() == 0:
             raise SNEError(f"layer {self.name!r}: the weight is empty (shape {tuple(w.shape)})")
+        if w.shape[0] % kind.gates:
+            raise SNEError(
+                f"layer {self.name!r} ({kind.value}): expected {kind.gates} gates stacked along "
+                f"the weight's rows, got shape {tuple(w.shape)} ({w.shape[0]} rows)"
+            )
         if b is not None and b.dim() != 1:
             raise SNEError(f"layer {self.name!r}: expected a 1-d bias, got shape {tuple(b.shape)}")
 

@@ -8,7 +8,8 @@
   flattened to ``(rows, last dim)`` (a scale to ``(channels,)``).
 * Recurrent weights (``nn.LSTM``/``nn.GRU``/``nn.RNN`` and their cells): one layer per
   weight matrix, ``(gates * hidden, in)`` with its bias, named ``<module>.l<k>[_reverse].ih``
-  / ``.hh`` (and ``.hr`` for an LSTM's projection), in the order a forward pass uses them.
+  / ``.hh`` (and ``.hr``, a dense layer, for an LSTM's projection ``proj_size``), in the order
+  a forward pass uses them.
 * Tied weights (one tensor reachable under two names): read once, where first met.
 """
 
@@ -86,7 +87,8 @@ def recurrent_layers(
                 continue
             bias = params.get(f"bias_{part}{suffix}") if part != "hr" else None
             layer_name = f"{name}.{label}.{part}" if label else f"{name}.{part}"
-            layers.append(make_layer(this, layer_name, weight, bias, source=source))
+            part_kind = LayerKind.DENSE if part == "hr" else this  # a projection has no gates
+            layers.append(make_layer(part_kind, layer_name, weight, bias, source=source))
             used |= {f"weight_{part}{suffix}", f"bias_{part}{suffix}"}
     return layers, used
 

@@ -218,7 +218,7 @@ def test_gru_and_plain_rnn_are_told_apart_by_their_gates_in_a_state_dict() -> No
 
 def test_lstm_projection_and_cells() -> None:
     spec = {s.name: (s.kind, s.weight_shape) for s in read_weights(_Tagger()).spec.layers}
-    assert spec["rnn.l0.hr"] == (LayerKind.LSTM, (3, 6))
+    assert spec["rnn.l0.hr"] == (LayerKind.DENSE, (3, 6))  # the projection: no gates
     assert spec["rnn.l0.hh"] == (LayerKind.LSTM, (24, 3))
     assert spec["cell.ih"] == (LayerKind.GRU, (12, 3))
 
@@ -275,6 +275,32 @@ def test_a_gamma_beside_beta_is_a_norm_not_a_scale() -> None:
         ("bn", "norm", True),
         ("x.gamma", "scale", False),
     ]
+
+
+@pytest.mark.parametrize(
+    ("key", "shape", "kind", "read_shape"),
+    [
+        ("encoder.class_token", (1, 1, 8), "token", (1, 8)),  # torchvision's ViT
+        ("encoder.pos_embedding", (1, 5, 8), "position", (5, 8)),
+        ("blocks.0.reg_token", (1, 4, 8), "token", (4, 8)),  # timm's register tokens
+        ("stage.0.layer_scale", (8, 1, 1), "scale", (8,)),  # torchvision's ConvNeXt
+        ("blocks.0.ls1.gamma", (8,), "scale", (8,)),  # timm's LayerScale
+        ("blocks.0.lambda_1", (8,), "scale", (8,)),  # BEiT in transformers
+        ("attn.relative_position_bias_table", (49, 3), "attention_bias", (49, 3)),
+    ],
+)
+def test_bare_parameter_names_of_other_libraries(
+    key: str, shape: tuple[int, ...], kind: str, read_shape: tuple[int, ...]
+) -> None:
+    layer = read_weights({key: torch.randn(shape)}, strict=True).layers[0]
+    assert (layer.name, layer.kind.value, layer.spec.weight_shape) == (key, kind, read_shape)
+
+
+def test_a_recurrent_weight_must_hold_whole_gates() -> None:
+    from sne_plugin.weights import Layer
+
+    with pytest.raises(SNEError, match=r"'rnn' \(lstm\): expected 4 gates .* \(6 rows\)"):
+        Layer(LayerKind.LSTM, "rnn", torch.ones(6, 3))
 
 
 # ---------------------------------------------------------------- Hugging Face files
