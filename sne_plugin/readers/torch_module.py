@@ -17,7 +17,9 @@ dict lists them), as layers of kinds
 ``token``, ``position``, ``scale`` and ``attention_bias``; ``nn.LSTM``, ``nn.GRU``,
 ``nn.RNN`` and their cells give one layer per weight matrix; Hugging Face's ``Conv1D``
 (GPT-2), which stores its weight as ``(in, out)``, is read as a dense layer with the weight
-transposed to ``(out, in)``. A tensor tied to one read before (an output head sharing the
+transposed to ``(out, in)``; a module of a class from outside torch holding a 1-d
+``weight`` (and a ``bias`` of its length), or ``gamma`` and ``beta``, is a norm
+(``LlamaRMSNorm``). A tensor tied to one read before (an output head sharing the
 embedding's weight) is read once, where first met; ``meta["tied"]`` lists the others.
 Buffers (masks, index tables, running statistics) are never weights.
 """
@@ -182,8 +184,11 @@ def _read_bare(name: str, module: nn.Module, skipped: Skipped, source: str) -> l
     """The own parameters of a module that is no layer, before its children (as a state
     dict lists them): tokens, position tables, layer scales, bias tables
     (:func:`bare_kind`); any other is skipped (strict: an error)."""
-    layers, unknown = [], []
-    for key, param in module.named_parameters(recurse=False):
+    own = dict(module.named_parameters(recurse=False))
+    outside = not type(module).__module__.startswith("torch.")  # torch's PReLU is no norm
+    layers = _custom_norm(name, own, source) if outside else []
+    unknown = []
+    for key, param in own.items():
         kind = bare_kind(key, tuple(param.shape))
         full = key if name == "<root>" else f"{name}.{key}"
         if kind is None:
@@ -193,6 +198,24 @@ def _read_bare(name: str, module: nn.Module, skipped: Skipped, source: str) -> l
     if unknown:
         skipped.add(name, f"{type(module).__name__} with parameters {', '.join(unknown)}")
     return layers
+
+
+def _custom_norm(name: str, own: dict[str, nn.Parameter], source: str) -> list[Layer]:
+    """A norm of a library's own class (transformers' ``LlamaRMSNorm``, ``T5LayerNorm``; a
+    hand-written LayerNorm with ``gamma`` and ``beta``): a 1-d ``weight`` (or ``gamma``) and
+    an optional ``bias`` (``beta``) of its length, read as a state dict would read them. The
+    keys it takes are removed from ``own``."""
+    for weight_key, bias_key in (("weight", "bias"), ("gamma", "beta")):
+        weight, bias = own.get(weight_key), own.get(bias_key)
+        if weight is None or weight.dim() != 1 or (weight_key == "gamma" and bias is None):
+            continue
+        if bias is not None and tuple(bias.shape) != tuple(weight.shape):
+            continue
+        for key in (weight_key, bias_key):
+            own.pop(key, None)
+        norm = make_layer(LayerKind.NORM, name, weight.detach(), _tensor(bias), source=source)
+        return [norm]
+    return []
 
 
 def _read_recurrent(name: str, module: nn.Module, skipped: Skipped, source: str) -> list[Layer]:

@@ -89,6 +89,20 @@ def bert() -> nn.Module:
     return t.BertModel(config)  # type: ignore[attr-defined,no-any-return]
 
 
+def llama() -> nn.Module:
+    t = _transformers()
+    config = t.LlamaConfig(  # type: ignore[attr-defined]
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        vocab_size=20,
+        max_position_embeddings=16,
+    )
+    return t.LlamaForCausalLM(config)  # type: ignore[attr-defined,no-any-return]
+
+
 def lstm() -> nn.Module:
     return nn.LSTM(5, 6, num_layers=2, bidirectional=True)
 
@@ -116,6 +130,7 @@ FAMILIES: dict[str, tuple[Callable[[], nn.Module], set[str]]] = {
     "swin": (swin, {"attention_bias", "conv2d", "dense", "norm"}),
     "gpt2": (gpt2, {"embedding", "dense", "norm"}),
     "bert": (bert, {"embedding", "dense", "norm"}),
+    "llama": (llama, {"embedding", "dense", "norm"}),  # LlamaRMSNorm: a norm of its own class
     "lstm": (lstm, {"lstm"}),
     "gru": (gru, {"gru"}),
     "tagger": (_Tagger, {"embedding", "lstm", "gru", "dense"}),
@@ -265,6 +280,26 @@ def test_an_unknown_bare_parameter_still_fails_under_strict() -> None:
         read_weights(model)
     with pytest.warns(UserWarning, match="skipped unreadable parameters"):
         assert read_weights(model, strict=False).num_params == 8
+
+
+def test_norms_of_other_classes_read_as_their_state_dict_does() -> None:
+    class Norm(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.gamma, self.beta = nn.Parameter(torch.ones(4)), nn.Parameter(torch.zeros(4))
+
+    class RMSNorm(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = nn.Parameter(torch.ones(4))
+
+    model = nn.Sequential(nn.Linear(3, 4), Norm(), RMSNorm())
+    for net in (read_weights(model), read_weights(model.state_dict())):
+        assert [(layer.name, layer.kind.value, layer.num_params) for layer in net] == [
+            ("0", "dense", 16),
+            ("1", "norm", 8),
+            ("2", "norm", 4),
+        ]
 
 
 def test_a_gamma_beside_beta_is_a_norm_not_a_scale() -> None:
