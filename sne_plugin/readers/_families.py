@@ -30,8 +30,12 @@ __all__ = ["TiedTensors", "bare_kind", "bare_layer", "is_recurrent_key", "recurr
 _BARE_NAMES: tuple[tuple[LayerKind, re.Pattern[str]], ...] = (
     (LayerKind.ATTENTION_BIAS, re.compile(r"(relative_position_bias_table|rel_pos_bias_table)")),
     (LayerKind.POSITION, re.compile(r"(absolute_)?pos(ition)?(al)?_?emb(ed|edding|eddings)?")),
-    (LayerKind.TOKEN, re.compile(r"[a-z_]*tokens?")),
+    # tokens: cls/distillation/mask/register tokens, CLIP's class_embedding, wav2vec2's
+    # masked_spec_embed
+    (LayerKind.TOKEN, re.compile(r"[a-z_]*tokens?|(class|cls)_embedding|masked_spec_embed")),
+    # layer scales, and CLIP's logit_scale (one learned scalar: a scale of one channel)
     (LayerKind.SCALE, re.compile(r"(gamma|lambda)(_?\d+)?|layer_scale(_parameter|_?\d+)?")),
+    (LayerKind.SCALE, re.compile(r"logit_scale")),
 )
 _GATE_KINDS = {4: LayerKind.LSTM, 3: LayerKind.GRU, 1: LayerKind.RNN}
 
@@ -45,10 +49,10 @@ def bare_kind(leaf: str, shape: tuple[int, ...]) -> LayerKind | None:
     >>> bare_kind("alpha", (8,)) is None
     True
     """
-    if len(shape) == 0:
-        return None
     for kind, pattern in _BARE_NAMES:
         if pattern.fullmatch(leaf):
+            if len(shape) == 0 and leaf != "logit_scale":
+                return None  # a scalar is a layer of its own only as CLIP's temperature
             if kind is LayerKind.SCALE and sum(n > 1 for n in shape) > 1:
                 return None  # a "gamma" that is not per-channel: not a layer scale
             return kind
@@ -59,6 +63,8 @@ def bare_layer(kind: LayerKind, name: str, tensor: torch.Tensor, *, source: str)
     """A bare parameter as a layer of ``kind``: ``(channels,)`` for a scale, else
     ``(rows, last dim)``; the tensor is checked before it is reshaped."""
     tensor = checked_tensor(tensor, f"{source}, layer {name!r}")
+    if tensor.dim() == 0:
+        tensor = tensor.reshape(1)
     shape = (-1,) if kind is LayerKind.SCALE else (-1, int(tensor.shape[-1]))
     return make_layer(kind, name, tensor.reshape(shape), None, source=source)
 

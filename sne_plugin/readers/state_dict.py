@@ -84,6 +84,7 @@ def read_state_dict(
     ('fc', 'dense')
     """
     state, tied = _untied(state)
+    state = _folded_weight_norms(state, source)
     groups = _group(state, source)
     attention = {
         prefix for prefix, entry in groups.items() if any(k in entry for k in _ATTENTION_KEYS)
@@ -109,6 +110,56 @@ def _untied(state: Mapping[Any, object]) -> tuple[dict[Any, object], list[str]]:
         else:
             tied.append(str(key))
     return kept, tied
+
+
+_WEIGHT_NORM = (
+    (".parametrizations.weight.original0", ".parametrizations.weight.original1"),
+    (".weight_g", ".weight_v"),
+)
+
+
+def _folded_weight_norms(state: dict[Any, object], source: str) -> dict[Any, object]:
+    """``state`` with each weight-normed weight (``X.parametrizations.weight.original0/1``
+    of ``torch.nn.utils.parametrizations.weight_norm``, or the older ``X.weight_g`` and
+    ``X.weight_v``) replaced by the weight ``X.weight`` it stands for, ``g * v / ||v||``, as
+    the module reader reads it; any other key is kept, in order."""
+    out: dict[Any, object] = {}
+    for key, value in state.items():
+        pair = _weight_norm_pair(key, state)
+        if pair is None:
+            out[key] = value
+        elif pair[0] == key:
+            g, v = (_as_torch(state[k], f"{source}, {k!r}") for k in pair)
+            out[f"{key[: -len(_suffix(key))]}.weight"] = _weight_from_norm(g, v, source, key)
+    return out
+
+
+def _suffix(key: str) -> str:
+    return next(g for g, _ in _WEIGHT_NORM if key.endswith(g))
+
+
+def _weight_norm_pair(key: object, state: Mapping[Any, object]) -> tuple[str, str] | None:
+    """``(g key, v key)`` when ``key`` is either half of a weight-norm pair in ``state``."""
+    if not isinstance(key, str):
+        return None
+    for g, v in _WEIGHT_NORM:
+        for mine, other, first in ((g, v, True), (v, g, False)):
+            if key.endswith(mine):
+                twin = key[: -len(mine)] + other
+                if twin in state:
+                    return (key, twin) if first else (twin, key)
+    return None
+
+
+def _weight_from_norm(g: torch.Tensor, v: torch.Tensor, source: str, key: str) -> torch.Tensor:
+    """``g * v / ||v||``, the norm over every dim of ``v`` but the one ``g`` keeps."""
+    kept = [d for d in range(v.dim()) if g.dim() == v.dim() and g.shape[d] == v.shape[d] > 1]
+    if g.dim() != v.dim() or len(kept) > 1 or (not kept and g.numel() != 1):
+        raise SNEError(
+            f"{source}, {key!r}: expected a weight norm's magnitude with one dim of the "
+            f"direction's shape {tuple(v.shape)}, got shape {tuple(g.shape)}"
+        )
+    return torch._weight_norm(v.float(), g.float(), kept[0] if kept else -1)
 
 
 def _conv1d_leaves(groups: dict[str, dict[str, object]]) -> set[str]:
@@ -179,6 +230,8 @@ def _read_group(
         kind = None if leaf in used else bare_kind(leaf, _shape(value))
         if kind is not None:
             used.add(leaf)
+            if isinstance(value, (torch.Tensor, np.ndarray)) and value.ndim == 0:
+                value = value.reshape(1)  # CLIP's logit_scale: one learned scalar
             tensor = _as_torch(value, f"{source}, layer {full(leaf)!r}")
             layers.append(bare_layer(kind, full(leaf), tensor, source=source))
     for leaf in entry:

@@ -103,6 +103,17 @@ def llama() -> nn.Module:
     return t.LlamaForCausalLM(config)  # type: ignore[attr-defined,no-any-return]
 
 
+def clip() -> nn.Module:
+    t = _transformers()
+    small = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1}
+    config = t.CLIPConfig(  # type: ignore[attr-defined]
+        text_config={**small, "num_attention_heads": 2, "vocab_size": 20},
+        vision_config={**small, "num_attention_heads": 2, "image_size": 16, "patch_size": 8},
+        projection_dim=8,
+    )
+    return t.CLIPModel(config)  # type: ignore[attr-defined,no-any-return]
+
+
 def lstm() -> nn.Module:
     return nn.LSTM(5, 6, num_layers=2, bidirectional=True)
 
@@ -131,6 +142,7 @@ FAMILIES: dict[str, tuple[Callable[[], nn.Module], set[str]]] = {
     "gpt2": (gpt2, {"embedding", "dense", "norm"}),
     "bert": (bert, {"embedding", "dense", "norm"}),
     "llama": (llama, {"embedding", "dense", "norm"}),  # LlamaRMSNorm: a norm of its own class
+    "clip": (clip, {"token", "scale", "embedding", "conv2d", "dense", "norm"}),
     "lstm": (lstm, {"lstm"}),
     "gru": (gru, {"gru"}),
     "tagger": (_Tagger, {"embedding", "lstm", "gru", "dense"}),
@@ -300,6 +312,57 @@ def test_norms_of_other_classes_read_as_their_state_dict_does() -> None:
             ("1", "norm", 8),
             ("2", "norm", 4),
         ]
+
+
+def test_clip_class_embedding_and_temperature() -> None:
+    module = clip()
+    layers = {layer.name: layer for layer in read_weights(module.state_dict())}
+    token = layers["vision_model.embeddings.class_embedding"]
+    assert (token.kind, token.spec.weight_shape) == (LayerKind.TOKEN, (1, 16))
+    scale = layers["logit_scale"]  # a 0-d parameter: one learned scalar
+    assert (scale.kind, scale.spec.weight_shape) == (LayerKind.SCALE, (1,))
+    assert float(scale.weight[0]) == float(module.logit_scale.detach())
+
+
+@pytest.mark.parametrize("old_api", [False, True])
+def test_weight_norm_in_a_state_dict_reads_as_the_module_does(old_api: bool) -> None:
+    torch.manual_seed(0)
+    conv = nn.Conv1d(4, 6, 3)
+    if old_api:  # weight_g / weight_v, deprecated but still in checkpoints
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            normed = nn.utils.weight_norm(conv, dim=2)
+    else:  # parametrizations.weight.original0 / original1
+        normed = nn.utils.parametrizations.weight_norm(conv, dim=2)
+    model = nn.Sequential(normed, nn.ReLU(), nn.Conv1d(6, 2, 1))
+    by_module, by_state = read_weights(model), read_weights(model.state_dict(), strict=True)
+    assert [layer.name for layer in by_state] == [layer.name for layer in by_module] == ["0", "2"]
+    torch.testing.assert_close(by_state.layers[0].weight, by_module.layers[0].weight)
+    torch.testing.assert_close(by_state.layers[0].bias, by_module.layers[0].bias)
+
+
+def test_wav2vec2_positional_conv_and_mask_embedding() -> None:
+    t = _transformers()
+    config = t.Wav2Vec2Config(  # type: ignore[attr-defined]
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        conv_dim=(8, 8),
+        conv_stride=(5, 2),
+        conv_kernel=(10, 3),
+        num_conv_pos_embeddings=4,
+        num_conv_pos_embedding_groups=2,
+    )
+    module = t.Wav2Vec2Model(config)  # type: ignore[attr-defined]
+    by_module, by_state = read_weights(module), read_weights(module.state_dict())
+    assert [layer.name for layer in by_state] == [layer.name for layer in by_module]
+    for a, b in zip(by_module, by_state, strict=True):
+        torch.testing.assert_close(a.weight, b.weight)
+    # the positional conv is weight-normed: its magnitude g is folded into the weight
+    g = module.encoder.pos_conv_embed.conv.parametrizations.weight.original0
+    assert by_module.num_params == _parameters(module) - g.numel()
+    assert {layer.name: layer.kind for layer in by_module}["masked_spec_embed"] is LayerKind.TOKEN
 
 
 def test_a_gamma_beside_beta_is_a_norm_not_a_scale() -> None:
