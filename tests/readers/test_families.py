@@ -114,6 +114,27 @@ def clip() -> nn.Module:
     return t.CLIPModel(config)  # type: ignore[attr-defined,no-any-return]
 
 
+def beit() -> nn.Module:
+    t = _transformers()
+    config = t.BeitConfig(  # type: ignore[attr-defined]
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        image_size=16,
+        patch_size=8,
+        use_relative_position_bias=True,
+        layer_scale_init_value=0.1,
+    )
+    return t.BeitModel(config)  # type: ignore[attr-defined,no-any-return]
+
+
+def t5() -> nn.Module:
+    t = _transformers()
+    config = t.T5Config(d_model=16, d_ff=32, num_layers=1, num_heads=2, d_kv=8, vocab_size=20)  # type: ignore[attr-defined]
+    return t.T5Model(config)  # type: ignore[attr-defined,no-any-return]
+
+
 def lstm() -> nn.Module:
     return nn.LSTM(5, 6, num_layers=2, bidirectional=True)
 
@@ -143,6 +164,8 @@ FAMILIES: dict[str, tuple[Callable[[], nn.Module], set[str]]] = {
     "bert": (bert, {"embedding", "dense", "norm"}),
     "llama": (llama, {"embedding", "dense", "norm"}),  # LlamaRMSNorm: a norm of its own class
     "clip": (clip, {"token", "scale", "embedding", "conv2d", "dense", "norm"}),
+    "beit": (beit, {"token", "scale", "attention_bias", "conv2d", "dense", "norm"}),
+    "t5": (t5, {"embedding", "dense", "norm"}),  # T5LayerNorm: a norm of its own class
     "lstm": (lstm, {"lstm"}),
     "gru": (gru, {"gru"}),
     "tagger": (_Tagger, {"embedding", "lstm", "gru", "dense"}),
