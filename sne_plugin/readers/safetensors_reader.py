@@ -116,9 +116,15 @@ def _read_with_transformers(folder: Path, model_class: Any, *, strict: bool) -> 
 
 def _check_folder_size(folder: Path, model_class: Any) -> None:
     """Refuse a config that declares a model over the parameter cap, before building it."""
-    config = model_class.config_class.from_pretrained(str(folder), local_files_only=True)
-    with torch.device("meta"):
-        count = sum(p.numel() for p in model_class(config).parameters())
+    try:
+        config = model_class.config_class.from_pretrained(str(folder), local_files_only=True)
+        with torch.device("meta"):
+            count = sum(p.numel() for p in model_class(config).parameters())
+    except Exception as exc:
+        raise SNEError(
+            f"{folder}/config.json: expected a config that {model_class.__name__} builds, but "
+            f"building it failed: {type(exc).__name__}: {str(exc)[:300]}"
+        ) from None
     cap = max_parameters()
     if count > cap:
         raise SNEError(

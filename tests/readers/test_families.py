@@ -463,6 +463,14 @@ def test_safetensors_file_keys_in_numeric_order(tmp_path: Path) -> None:
     assert names == ["h.0", "h.1", "h.2", "h.10", "h.11"]
 
 
+def test_save_pretrained_folder_with_a_config_it_cannot_build(tmp_path: Path) -> None:
+    vit().save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "intermediate_size": -4}))
+    with pytest.raises(SNEError, match=r"config.json: expected a config that ViTModel builds"):
+        read_weights(tmp_path)
+
+
 def test_save_pretrained_of_a_tied_model(tmp_path: Path) -> None:
     module = gpt2()
     module.save_pretrained(tmp_path)
