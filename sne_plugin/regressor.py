@@ -27,7 +27,7 @@ from sne_plugin._inputs import (
     target_scale,
 )
 from sne_plugin._losses import RANKING_LOSSES, check_groups, grouped_tau, pairwise_logistic
-from sne_plugin._persist import load_regressor, save_regressor
+from sne_plugin._persist import _TYPE_TABLE, load_regressor, save_regressor
 from sne_plugin._side import SideScaler
 from sne_plugin._strict import read_networks
 from sne_plugin.encoder.model import SNEEncoder, SNENet
@@ -492,7 +492,7 @@ class SNERegressor(RegressorMixin, BaseEstimator):
                 hidden=self.width, n_side=n_side, n_stats=n_stats, **self._encoder_settings()
             )
         if state is not None:
-            module.load_state_dict(state)
+            module.load_state_dict(_grown_types(module, state))
         self.module_ = module.to(self.device_)
 
     def _encoder_settings(self) -> dict[str, Any]:
@@ -692,7 +692,7 @@ class SNERegressor(RegressorMixin, BaseEstimator):
             self.__dict__.setdefault("strict", True)  # saved before it was a parameter
             self._initialize_device(state["device_"])
             self._initialize_module(module_state)
-            self._initialize_optimizer(optimizer_state)
+            self._initialize_optimizer(_grown_moments(self.module_, optimizer_state))
 
 
 def _resolve_loss(loss: str, y: Any) -> str:
@@ -793,6 +793,36 @@ def _check_version(saved: str | None) -> None:
             f"this SNERegressor was saved by sne-plugin {saved}, which is not compatible with "
             f"the installed {_version()}; refit it, or install sne-plugin=={saved}"
         )
+
+
+def _grown_types(module: SNENet, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` with a type table saved before layer kinds were added completed with the
+    fresh module's rows for the new kinds (the pickle path; ``_persist`` does the same)."""
+    key = _TYPE_TABLE
+    fresh = module.state_dict()[key]
+    saved = state.get(key)
+    if saved is None or tuple(saved.shape[1:]) != tuple(fresh.shape[1:]):
+        return state
+    if not 0 < saved.shape[0] < fresh.shape[0]:
+        return state
+    return {**state, key: torch.cat([saved, fresh[saved.shape[0] :].to(saved.dtype)])}
+
+
+def _grown_moments(module: SNENet, state: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Optimizer ``state`` whose moments of a shorter type table get zero rows added."""
+    if not state:
+        return state
+    table = module.encoder.type_embedding.weight
+    index = next(i for i, p in enumerate(module.parameters()) if p is table)
+    entry = state.get("state", {}).get(index)
+    if not entry:
+        return state
+    grown = dict(entry)
+    for name, value in entry.items():
+        if torch.is_tensor(value) and value.dim() == 2 and value.shape[0] < table.shape[0]:
+            pad = torch.zeros(table.shape[0] - value.shape[0], value.shape[1], dtype=value.dtype)
+            grown[name] = torch.cat([value, pad])
+    return {**state, "state": {**state["state"], index: grown}}
 
 
 def _optimizer_state_cpu(optimizer: torch.optim.Optimizer) -> dict[str, Any]:

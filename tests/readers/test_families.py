@@ -627,6 +627,22 @@ def test_regressor_saved_before_the_new_kinds_still_loads(tmp_path: Path) -> Non
     loaded.partial_fit(nets, [0.2, 0.4, 0.6, 0.8])  # the optimizer state fits the grown table
 
 
+def test_regressor_pickled_before_the_new_kinds_still_loads() -> None:
+    nets = [nn.Sequential(nn.Linear(4, 6), nn.Linear(6, 2)) for _ in range(4)]
+    model = SNERegressor(**_TINY, random_state=0).fit(nets, [0.2, 0.4, 0.6, 0.8])
+    state = model.__getstate__()
+    key = "encoder.type_embedding.weight"
+    state["module_"] = {**state["module_"], key: state["module_"][key][:20]}
+    for entry in state["optimizer_"]["state"].values():
+        for name, value in list(entry.items()):
+            if torch.is_tensor(value) and value.shape[:1] == (N_TYPES,):
+                entry[name] = value[:20]
+    old = SNERegressor.__new__(SNERegressor)
+    old.__setstate__(state)
+    np.testing.assert_array_equal(old.predict(nets), model.predict(nets))
+    old.partial_fit(nets, [0.2, 0.4, 0.6, 0.8])
+
+
 def test_pruner_strict() -> None:
     optuna = pytest.importorskip("optuna", reason="the optuna extra is missing")
     from sne_plugin.integrations.optuna import SNEPruner, report_weights
