@@ -16,7 +16,11 @@ State dicts (a mapping from name to tensor or array, in insertion order):
 * Bare parameters (:mod:`._families`): ``X.cls_token``, ``X.pos_embed``,
   ``X.position_embeddings``, ``X.gamma`` (without a ``beta`` beside it: a layer scale),
   ``X.layer_scale_parameter``, ``X.relative_position_bias_table`` and their kin are layers
-  of kinds ``token``, ``position``, ``scale`` and ``attention_bias``.
+  of kinds ``token``, ``position``, ``scale`` and ``attention_bias`` (CLIP's 0-d
+  ``logit_scale``: a scale of one channel).
+* Weight-normed weights (``X.parametrizations.weight.original0``/``original1``, or the older
+  ``X.weight_g``/``X.weight_v``) are folded into the weight ``X.weight = g * v / ||v||``
+  they stand for, as the module reader reads it.
 * Recurrent weights (``X.weight_ih_l0``, ``X.weight_hh_l0_reverse``, ``X.bias_ih_l0``...)
   give one layer per matrix; the kind (lstm, gru, rnn) follows from the gate count.
 * Hugging Face ``Conv1D`` weights (GPT-2: stored ``(in, out)``) are transposed to a dense
