@@ -452,6 +452,19 @@ def _keyed(key: str, make: Callable[[], Any]) -> Any:
         raise _Bad(f"key {key!r}: {exc}") from None
 
 
+_TYPE_TABLE = "encoder.type_embedding.weight"
+
+
+def _grown_type_table(saved: np.ndarray, fresh: np.ndarray) -> np.ndarray:
+    """A type-embedding table saved before layer kinds were added, completed with the fresh
+    module's rows for the new kinds (kinds are only ever appended, so the saved rows keep
+    their meaning); any other shape is returned as it is, for the shape check to refuse."""
+    rows = saved.shape[0] if saved.ndim == 2 else 0
+    if saved.ndim != 2 or saved.shape[1:] != fresh.shape[1:] or not 0 < rows < len(fresh):
+        return saved
+    return np.concatenate([saved, fresh[rows:].astype(saved.dtype)])
+
+
 def _restore_module(estimator: SNERegressor, arrays: _Arrays) -> None:
     """``module_`` from the ``module.*`` arrays, each key and shape checked first."""
     state = {k[len("module.") :]: v for k, v in arrays.items() if k.startswith("module.")}
@@ -462,6 +475,8 @@ def _restore_module(estimator: SNERegressor, arrays: _Arrays) -> None:
     for name, ref in expected.items():
         if name not in state:
             raise _Bad(f"the archive lacks key 'module.{name}'")
+        if name == _TYPE_TABLE:
+            state[name] = _grown_type_table(state[name], ref.cpu().numpy())
         got = state[name]
         if tuple(got.shape) != tuple(ref.shape) or got.dtype.kind not in "fiu":
             raise _Bad(
@@ -487,8 +502,13 @@ def _restore_optimizer(estimator: SNERegressor, section: Any, arrays: _Arrays) -
         index = int(k) if k.isdecimal() and k.isascii() else -1
         _check(0 <= index < len(params), f"optimizer state keys 0 to {len(params) - 1}", k)
         entry = dict(scalars.get(k, {}))
+        grow = params[index] is estimator.module_.encoder.type_embedding.weight
         for name in entries if isinstance(entries, list) else []:
-            entry[name] = _optimizer_tensor(arrays, f"optimizer.{k}.{name}", params[index])
+            key = f"optimizer.{k}.{name}"
+            if grow and key in arrays:  # moments of rows added since: zero, as never trained
+                zeros = np.zeros(tuple(params[index].shape), arrays[key].dtype)
+                arrays = {**arrays, key: _grown_type_table(arrays[key], zeros)}
+            entry[name] = _optimizer_tensor(arrays, key, params[index])
         state[index] = entry
     try:
         estimator._initialize_optimizer({"state": state, "param_groups": groups})

@@ -21,15 +21,15 @@ from sklearn.utils.validation import check_is_fitted
 from sne_plugin._device import resolve_device
 from sne_plugin._inputs import (
     LOSSES,
-    as_networks,
     check_targets,
     prediction,
     resolve_loss,
     target_scale,
 )
 from sne_plugin._losses import RANKING_LOSSES, check_groups, grouped_tau, pairwise_logistic
-from sne_plugin._persist import load_regressor, save_regressor
+from sne_plugin._persist import _TYPE_TABLE, load_regressor, save_regressor
 from sne_plugin._side import SideScaler
+from sne_plugin._strict import read_networks
 from sne_plugin.encoder.model import SNEEncoder, SNENet
 from sne_plugin.encoder.permute import random_flat_index
 from sne_plugin.encoder.plan import Batch, make_batch
@@ -181,6 +181,11 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         on 2 cores, 2 threads took 1.4x as long per epoch and 1.6x per prediction, and idle
         they fitted no faster (``python -m sne_plugin.research.bench.threads``); run
         processes for parallel work.
+    strict:
+        How parameters the readers cannot place are handled, in ``fit``, ``predict`` and
+        ``transform`` alike: ``True`` (default) raises an ``SNEError`` naming them;
+        ``False`` reads what can be read, skips the rest and says so in one warning per
+        call (see :func:`sne_plugin.read_weights`).
     random_state, verbose, warm_start:
         Seed (same seed, data and machine: same predictions); the progress bar over epochs
         (loss, validation tau): ``"auto"`` (default) shows it once a fit has run for more
@@ -243,6 +248,7 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         verbose: bool | str = "auto",
         warm_start: bool = False,
         chunk_depth: int = 1,
+        strict: bool = True,
     ) -> None:
         self.chunk_size = chunk_size
         self.width = width
@@ -266,6 +272,7 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         self.verbose = verbose
         self.warm_start = warm_start
         self.chunk_depth = chunk_depth
+        self.strict = strict
 
     # ------------------------------------------------------------------ public API
     def fit(self, X: Any, y: Any, side: Any = None, groups: Any = None) -> SNERegressor:
@@ -320,7 +327,7 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         """Network embeddings, ``(n_networks, width)``, for use in other estimators."""
         check_is_fitted(self, "module_")
         with _torch_threads(self.threads):
-            return self._predict_data(_as_data(X), embed=True)
+            return self._predict_data(_as_data(X, self.strict), embed=True)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the fitted regressor to ``path`` in sne-plugin's pickle-free format.
@@ -365,7 +372,7 @@ class SNERegressor(RegressorMixin, BaseEstimator):
     ) -> SNERegressor:
         """Check and read the input, initialize when ``restart``, train ``epochs``."""
         self._check_params()
-        data = _as_data(X)
+        data = _as_data(X, self.strict)
         loss = _resolve_loss(self.loss, y)  # checks the name even when loss_ is kept
         loss = loss if restart else self.loss_
         target = check_targets(y, len(data), loss=loss)
@@ -379,7 +386,7 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         return self
 
     def _data(self, X: Any, side: Any) -> _Data:
-        data = _as_data(X)
+        data = _as_data(X, self.strict)
         data.side = self._side(side, len(data))
         data.stats = self._stats(data)
         return data
@@ -420,6 +427,8 @@ class SNERegressor(RegressorMixin, BaseEstimator):
             )
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise SNEError(f"threads must be None or a positive integer, but got {self.threads!r}")
+        if not isinstance(self.strict, (bool, np.bool_)):
+            raise SNEError(f"strict must be True or False, but got strict={self.strict!r}")
         if self.verbose not in (True, False, "auto"):
             raise SNEError(f"verbose must be True, False or 'auto', but got {self.verbose!r}")
         if not 0 <= self.validation_fraction < 1:
@@ -483,7 +492,7 @@ class SNERegressor(RegressorMixin, BaseEstimator):
                 hidden=self.width, n_side=n_side, n_stats=n_stats, **self._encoder_settings()
             )
         if state is not None:
-            module.load_state_dict(state)
+            module.load_state_dict(_grown_types(module, state))
         self.module_ = module.to(self.device_)
 
     def _encoder_settings(self) -> dict[str, Any]:
@@ -680,9 +689,10 @@ class SNERegressor(RegressorMixin, BaseEstimator):
             self.__dict__.setdefault("side_", None)  # saved before side inputs existed
             self.__dict__.setdefault("chunk_depth", 2)  # saved before it was a parameter
             self.__dict__.setdefault("stats_", None)  # saved before the stats branch existed
+            self.__dict__.setdefault("strict", True)  # saved before it was a parameter
             self._initialize_device(state["device_"])
             self._initialize_module(module_state)
-            self._initialize_optimizer(optimizer_state)
+            self._initialize_optimizer(_grown_moments(self.module_, optimizer_state))
 
 
 def _resolve_loss(loss: str, y: Any) -> str:
@@ -697,8 +707,8 @@ def _resolve_loss(loss: str, y: Any) -> str:
 _STATS_CLIP = 5.0  # standardised statistics beyond +-5 (another architecture's) are clipped
 
 
-def _as_data(X: Any) -> _Data:
-    nets = as_networks(X)
+def _as_data(X: Any, strict: bool = True) -> _Data:
+    nets = read_networks(X, strict=bool(strict), owner="SNERegressor")
     shared: dict[NetworkSpec, NetworkSpec] = {}
     specs = [shared.setdefault(net.spec, net.spec) for net in nets]
     offsets = np.concatenate([[0], np.cumsum([s.num_params for s in specs])]).astype(np.int64)
@@ -783,6 +793,36 @@ def _check_version(saved: str | None) -> None:
             f"this SNERegressor was saved by sne-plugin {saved}, which is not compatible with "
             f"the installed {_version()}; refit it, or install sne-plugin=={saved}"
         )
+
+
+def _grown_types(module: SNENet, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` with a type table saved before layer kinds were added completed with the
+    fresh module's rows for the new kinds (the pickle path; ``_persist`` does the same)."""
+    key = _TYPE_TABLE
+    fresh = module.state_dict()[key]
+    saved = state.get(key)
+    if saved is None or tuple(saved.shape[1:]) != tuple(fresh.shape[1:]):
+        return state
+    if not 0 < saved.shape[0] < fresh.shape[0]:
+        return state
+    return {**state, key: torch.cat([saved, fresh[saved.shape[0] :].to(saved.dtype)])}
+
+
+def _grown_moments(module: SNENet, state: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Optimizer ``state`` whose moments of a shorter type table get zero rows added."""
+    if not state:
+        return state
+    table = module.encoder.type_embedding.weight
+    index = next(i for i, p in enumerate(module.parameters()) if p is table)
+    entry = state.get("state", {}).get(index)
+    if not entry:
+        return state
+    grown = dict(entry)
+    for name, value in entry.items():
+        if torch.is_tensor(value) and value.dim() == 2 and value.shape[0] < table.shape[0]:
+            pad = torch.zeros(table.shape[0] - value.shape[0], value.shape[1], dtype=value.dtype)
+            grown[name] = torch.cat([value, pad])
+    return {**state, "state": {**state["state"], index: grown}}
 
 
 def _optimizer_state_cpu(optimizer: torch.optim.Optimizer) -> dict[str, Any]:

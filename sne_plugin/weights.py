@@ -3,7 +3,9 @@
 A network is an ordered list of :class:`Layer` from input to output. Each layer keeps its
 weight in torch layout (``nn.Linear``: ``(out, in)``; ``nn.ConvNd``: ``(out, in/groups, *k)``;
 ``nn.ConvTransposeNd``: ``(in, out/groups, *k)``; norms: ``(C,)``; ``nn.Embedding``:
-``(num, dim)``; attention projections: ``(out, in)``), an optional bias and its original
+``(num, dim)``; attention projections: ``(out, in)``; bare parameters such as tokens,
+position tables and relative-position bias tables: ``(rows, last dim)``; layer scales:
+``(C,)``; recurrent weights: ``(gates * hidden, in)``), an optional bias and its original
 name. :attr:`NetworkWeights.spec` is the shapes alone, hashable, so that networks of one
 architecture share everything that depends only on shapes.
 """
@@ -177,6 +179,17 @@ class LayerKind(str, enum.Enum):
     NORM = "norm"
     EMBEDDING = "embedding"
     ATTENTION = "attention"
+    # Bare parameters, outside any layer module (new kinds go last: the encoder's type ids
+    # of the kinds above stay what they were, so saved regressors keep their meaning).
+    TOKEN = "token"  # learned tokens (ViT's cls_token, DeiT's distillation token): (n, dim)
+    POSITION = "position"  # position tables added to tokens (pos_embed): (positions, dim)
+    SCALE = "scale"  # per-channel layer scale (ConvNeXt's gamma): (channels,)
+    ATTENTION_BIAS = "attention_bias"  # Swin's relative_position_bias_table: (entries, heads)
+    # Recurrent layers: one layer per weight matrix, (gates * hidden, in) with the gates
+    # stacked along the rows in torch's order (LSTM: i, f, g, o; GRU: r, z, n; RNN: one).
+    LSTM = "lstm"
+    GRU = "gru"
+    RNN = "rnn"
 
     @property
     def kernel_dims(self) -> int:
@@ -186,10 +199,17 @@ class LayerKind(str, enum.Enum):
     @property
     def weight_ndim(self) -> int:
         """The number of dimensions a weight of this kind has in torch layout."""
-        if self is LayerKind.NORM:
+        if self in (LayerKind.NORM, LayerKind.SCALE):
             return 1
         return 2 + self.kernel_dims
 
+    @property
+    def gates(self) -> int:
+        """Gates stacked along a recurrent weight's rows (1 for every other kind)."""
+        return _GATES.get(self, 1)
+
+
+_GATES = {LayerKind.LSTM: 4, LayerKind.GRU: 3, LayerKind.RNN: 1}
 
 _KERNEL_DIMS = {
     LayerKind.CONV1D: 1,
@@ -285,6 +305,11 @@ class Layer:
             )
         if w.numel() == 0:
             raise SNEError(f"layer {self.name!r}: the weight is empty (shape {tuple(w.shape)})")
+        if w.shape[0] % kind.gates:
+            raise SNEError(
+                f"layer {self.name!r} ({kind.value}): expected {kind.gates} gates stacked along "
+                f"the weight's rows, got shape {tuple(w.shape)} ({w.shape[0]} rows)"
+            )
         if b is not None and b.dim() != 1:
             raise SNEError(f"layer {self.name!r}: expected a 1-d bias, got shape {tuple(b.shape)}")
 

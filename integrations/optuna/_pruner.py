@@ -115,6 +115,10 @@ class SNEPruner(BasePruner):
     Without an artifact store, weights stay in the reporting process. Threads of
     ``study.optimize(n_jobs=k)`` share one pruner; its state is guarded by a lock.
 
+    ``strict`` (default True): weights passed to :func:`report_weights` with parameters the
+    readers cannot place raise an ``SNEError``; with ``strict=False`` those parameters are
+    skipped, and a warning says so the first time.
+
     Examples
     --------
     >>> import optuna
@@ -143,7 +147,10 @@ class SNEPruner(BasePruner):
         learning_curve: float | None = None,
         artifact_dir: str | os.PathLike[str] | None = None,
         artifact_store: Any | None = None,
+        strict: bool = True,
     ) -> None:
+        if not isinstance(strict, bool):
+            raise ValueError(f"strict must be True or False, but got {strict=}.")
         _check_counts(
             n_warmup_steps, n_min_trials, refit_every, fine_tune_epochs, max_train_networks
         )
@@ -170,6 +177,8 @@ class SNEPruner(BasePruner):
         )
         self._bank = WeightsBank(_artifact_store(artifact_dir, artifact_store))
         self._lock = threading.RLock()
+        self._strict = strict
+        self._skips_told = False
         self._predictions: dict[_Key, float] = {}
         self._curve: CurveEngine | None = None
         if predictor is not None:
@@ -253,6 +262,26 @@ class SNEPruner(BasePruner):
         return self._model.n_refits
 
     # ------------------------------------------------------------------ weights and memory
+    def _read_reported(self, obj: Any) -> NetworkWeights:
+        """Weights handed to :func:`report_weights`, read with this pruner's ``strict``;
+        without it, what cannot be read is skipped, and the first time is told in a warning."""
+        from sne_plugin._strict import collected_skips
+        from sne_plugin.readers import read_weights
+
+        if self._strict:
+            return read_weights(obj)
+        with collected_skips() as skips:
+            net = read_weights(obj, strict=False)
+        with self._lock:
+            tell = bool(skips) and not self._skips_told
+            self._skips_told |= tell
+        if tell:
+            warn(
+                f"strict=False: skipped parameters that cannot be read ({skips[0]}); later "
+                "networks with skipped parameters are not reported again"
+            )
+        return net
+
     def _weights(self, trial: FrozenTrial, step: int) -> NetworkWeights | None:
         try:
             return self._bank.load(trial, step)

@@ -50,7 +50,9 @@ def report_weights(
     pruner = pruner if pruner is not None else _study_pruner(trial)
     if pruner is None:
         return
-    net = copy_weights(_as_weights(weights))
+    net = copy_weights(
+        weights if isinstance(weights, NetworkWeights) else pruner._read_reported(weights)
+    )
     pruner.bank.remember(trial._trial_id, step, net)
     _record(trial, f"{WEIGHTS_ATTR}{step}", _upload(pruner, trial, net, step))
 
@@ -90,11 +92,3 @@ def _study_pruner(trial: optuna.trial.Trial) -> SNEPruner | None:
             stacklevel=3,
         )
     return pruner
-
-
-def _as_weights(obj: Any) -> NetworkWeights:
-    if isinstance(obj, NetworkWeights):
-        return obj
-    from sne_plugin.readers import read_weights
-
-    return read_weights(obj)

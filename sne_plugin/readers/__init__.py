@@ -5,7 +5,8 @@ Supported inputs (see each module for the exact rules):
 * a ``torch.nn.Module`` (:mod:`.torch_module`; layers in registration order);
 * a state dict, a list of ``(weight, bias)`` pairs or a list of arrays (:mod:`.state_dict`);
 * a path to a torch checkpoint (``.pt``, ``.pth``, ``.ckpt``, ``.bin``), an ``.npz`` file of
-  named arrays (read as a state dict), or an ``.onnx`` file;
+  named arrays or a ``.safetensors`` file (read as a state dict), or an ``.onnx`` file;
+* a path to a Hugging Face ``save_pretrained`` folder (:mod:`.safetensors_reader`);
 * an ``onnx.ModelProto`` (:mod:`.onnx_reader`; onnx is imported only here);
 * a :class:`~sne_plugin.NetworkWeights`, returned as is.
 
@@ -25,6 +26,7 @@ from torch import nn
 from sne_plugin.errors import SNEError, describe
 from sne_plugin.readers._limits import check_npz_headers
 from sne_plugin.readers.onnx_reader import is_onnx_model, read_onnx
+from sne_plugin.readers.safetensors_reader import read_pretrained_folder, read_safetensors
 from sne_plugin.readers.state_dict import read_sequence, read_state_dict, read_torch_file
 from sne_plugin.readers.torch_module import read_module
 from sne_plugin.weights import NetworkWeights, parameter_limit
@@ -86,9 +88,13 @@ def _read(obj: object, *, strict: bool) -> NetworkWeights:
 def _read_path(path: Path, *, strict: bool) -> NetworkWeights:
     if not path.exists():
         raise SNEError(f"expected a path to an existing file, got {str(path)!r} (no such file)")
+    if path.is_dir():
+        return read_pretrained_folder(path, strict=strict)
     if not path.is_file():
-        raise SNEError(f"expected a path to a file, got {str(path)!r}, which is a directory")
+        raise SNEError(f"expected a path to a file or a folder, got {str(path)!r}")
     suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        return read_safetensors(path, strict=strict)
     if suffix == ".onnx":
         return read_onnx(path, strict=strict)
     if suffix in _TORCH_SUFFIXES:
@@ -97,7 +103,8 @@ def _read_path(path: Path, *, strict: bool) -> NetworkWeights:
         return _read_npz(path, strict=strict)
     raise SNEError(
         f"{path}: unknown file extension {path.suffix!r}; expected one of "
-        f"{', '.join((*_TORCH_SUFFIXES, '.npz', '.onnx'))}"
+        f"{', '.join((*_TORCH_SUFFIXES, '.npz', '.onnx', '.safetensors'))}, or a "
+        "save_pretrained folder"
     )
 
 

@@ -9,6 +9,19 @@ linear2, norm2; or norm1, attention, norm2, linear1, linear2 when ``norm_first``
 
 Each tensor is copied (detached and cloned), so the result is a snapshot of the module.
 A norm without affine parameters has no weights and is skipped silently.
+
+Beyond torch's own layers (:mod:`._families`): bare parameters of other modules (ViT's
+``cls_token`` and ``pos_embed``, ConvNeXt's layer scale, Swin's
+``relative_position_bias_table``) are read before the module's children (where its state
+dict lists them), as layers of kinds
+``token``, ``position``, ``scale`` and ``attention_bias``; ``nn.LSTM``, ``nn.GRU``,
+``nn.RNN`` and their cells give one layer per weight matrix; Hugging Face's ``Conv1D``
+(GPT-2), which stores its weight as ``(in, out)``, is read as a dense layer with the weight
+transposed to ``(out, in)``; a module of a class from outside torch holding a 1-d
+``weight`` (and a ``bias`` of its length), or ``gamma`` and ``beta``, is a norm
+(``LlamaRMSNorm``). A tensor tied to one read before (an output head sharing the
+embedding's weight) is read once, where first met; ``meta["tied"]`` lists the others.
+Buffers (masks, index tables, running statistics) are never weights.
 """
 
 from __future__ import annotations
@@ -20,6 +33,7 @@ from torch import nn
 
 from sne_plugin.errors import SNEError
 from sne_plugin.readers._common import Skipped, finish, make_layer
+from sne_plugin.readers._families import TiedTensors, bare_kind, bare_layer, recurrent_layers
 from sne_plugin.weights import Layer, LayerKind, NetworkWeights
 
 __all__ = ["read_module"]
@@ -62,10 +76,29 @@ def read_module(module: nn.Module, *, strict: bool = True) -> NetworkWeights:
     source = f"<{type(module).__name__} module>"
     layers: list[Layer] = []
     skipped = Skipped()
+    tied = TiedTensors()
+    dropped: list[str] = []
     for name, sub in _walk(module, ""):
-        layers.extend(_read_one(name or "<root>", sub, skipped, source))
-    net = finish(layers, skipped, source=source, strict=strict, is_chain=_is_chain(module))
+        for layer in _read_one(name or "<root>", sub, skipped, source):
+            if _is_tied(layer, tied):
+                dropped.append(layer.name)
+            else:
+                layers.append(layer)
+    meta: dict[str, object] | None = {"tied": dropped} if dropped else None
+    net = finish(
+        layers, skipped, source=source, strict=strict, is_chain=_is_chain(module), meta=meta
+    )
     return _snapshot(net)
+
+
+def _is_tied(layer: Layer, tied: TiedTensors) -> bool:
+    """Whether every tensor of ``layer`` was read before (under another layer's name)."""
+    firsts = [
+        tied.first(tensor, layer.name)
+        for tensor in (layer.weight, layer.bias)
+        if tensor is not None
+    ]
+    return all(first is not None for first in firsts)
 
 
 def _children(module: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -96,7 +129,14 @@ def _walk(
 
 def _reads_whole(module: nn.Module) -> bool:
     """Modules whose every parameter (children and parametrizations too) one reader covers."""
-    return isinstance(module, (nn.MultiheadAttention, nn.Linear, nn.Embedding, nn.EmbeddingBag))
+    whole = (nn.MultiheadAttention, nn.Linear, nn.Embedding, nn.EmbeddingBag, nn.RNNBase)
+    return isinstance(module, (*whole, nn.RNNCellBase)) or _is_hf_conv1d(module)
+
+
+def _is_hf_conv1d(module: nn.Module) -> bool:
+    """Hugging Face's ``Conv1D`` (GPT-2): a dense layer whose weight is stored ``(in, out)``."""
+    cls = type(module)
+    return cls.__name__ == "Conv1D" and cls.__module__.startswith("transformers.")
 
 
 def _tensor(value: torch.Tensor | None) -> torch.Tensor | None:
@@ -126,15 +166,81 @@ def _read_one(name: str, module: nn.Module, skipped: Skipped, source: str) -> li
         ]
     if isinstance(module, (nn.Embedding, nn.EmbeddingBag)):
         return [make_layer(LayerKind.EMBEDDING, name, _tensor(module.weight), None, source=source)]
+    if isinstance(module, (nn.RNNBase, nn.RNNCellBase)):
+        return _read_recurrent(name, module, skipped, source)
+    if _is_hf_conv1d(module):
+        return [_read_hf_conv1d(name, module, source)]
     for cls, kind in _CONV_KINDS:
         if isinstance(module, cls):
             return [_read_conv(name, module, kind, source)]
     if isinstance(module, _NORMS):
         return _read_norm(name, module, source)
-    own = [key for key, _ in module.named_parameters(recurse=False)]
-    if own and not _is_parametrization(module):
-        skipped.add(name, f"{type(module).__name__} with parameters {', '.join(own)}")
+    if _is_parametrization(module):
+        return []
+    return _read_bare(name, module, skipped, source)
+
+
+def _read_bare(name: str, module: nn.Module, skipped: Skipped, source: str) -> list[Layer]:
+    """The own parameters of a module that is no layer, before its children (as a state
+    dict lists them): tokens, position tables, layer scales, bias tables
+    (:func:`bare_kind`); any other is skipped (strict: an error)."""
+    own = dict(module.named_parameters(recurse=False))
+    outside = not type(module).__module__.startswith("torch.")  # torch's PReLU is no norm
+    layers = _custom_norm(name, own, source) if outside else []
+    unknown = []
+    for key, param in own.items():
+        kind = bare_kind(key, tuple(param.shape))
+        full = key if name == "<root>" else f"{name}.{key}"
+        if kind is None:
+            unknown.append(key)
+        else:
+            layers.append(bare_layer(kind, full, param.detach(), source=source))
+    if unknown:
+        skipped.add(name, f"{type(module).__name__} with parameters {', '.join(unknown)}")
+    return layers
+
+
+def _custom_norm(name: str, own: dict[str, nn.Parameter], source: str) -> list[Layer]:
+    """A norm of a library's own class (transformers' ``LlamaRMSNorm``, ``T5LayerNorm``; a
+    hand-written LayerNorm with ``gamma`` and ``beta``): a 1-d ``weight`` (or ``gamma``) and
+    an optional ``bias`` (``beta``) of its length, read as a state dict would read them. The
+    keys it takes are removed from ``own``."""
+    for weight_key, bias_key in (("weight", "bias"), ("gamma", "beta")):
+        weight, bias = own.get(weight_key), own.get(bias_key)
+        if weight is None or weight.dim() != 1 or (weight_key == "gamma" and bias is None):
+            continue
+        if bias is not None and tuple(bias.shape) != tuple(weight.shape):
+            continue
+        for key in (weight_key, bias_key):
+            own.pop(key, None)
+        norm = make_layer(LayerKind.NORM, name, weight.detach(), _tensor(bias), source=source)
+        return [norm]
     return []
+
+
+def _read_recurrent(name: str, module: nn.Module, skipped: Skipped, source: str) -> list[Layer]:
+    kinds = {"LSTM": LayerKind.LSTM, "GRU": LayerKind.GRU}
+    mode = str(getattr(module, "mode", type(module).__name__.removesuffix("Cell")))
+    kind = kinds.get(mode, LayerKind.RNN)
+    params = {key: p.detach() for key, p in module.named_parameters(recurse=False)}
+    layers, used = recurrent_layers(name, params, source=source, kind=kind)
+    extra = [key for key in params if key not in used]
+    if extra:
+        skipped.add(name, f"{type(module).__name__} with parameters {', '.join(extra)}")
+    return layers
+
+
+def _read_hf_conv1d(name: str, module: nn.Module, source: str) -> Layer:
+    weight = _tensor(getattr(module, "weight", None))
+    if weight is None or weight.dim() != 2:
+        shape = None if weight is None else tuple(weight.shape)
+        raise SNEError(
+            f"{source}, module {name!r} (transformers Conv1D): expected a 2-d weight "
+            f"(in, out), got {shape}"
+        )
+    return make_layer(
+        LayerKind.DENSE, name, weight.t(), _tensor(getattr(module, "bias", None)), source=source
+    )
 
 
 def _refuse_lazy(name: str, module: nn.Module, source: str) -> None:

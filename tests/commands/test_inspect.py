@@ -49,10 +49,10 @@ def test_inspect_in_process(onnx_file: Path, capsys: pytest.CaptureFixture[str])
 
 def test_inspect_strictness(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "m.pt"
-    torch.save({"fc.weight": torch.ones(2, 2), "cls_token": torch.ones(1, 2)}, path)
+    torch.save({"fc.weight": torch.ones(2, 2), "alpha": torch.ones(1, 2)}, path)
     assert main(["inspect", str(path)]) == 2
     assert "sne: error: " in capsys.readouterr().err
-    with pytest.warns(UserWarning, match="cls_token"):
+    with pytest.warns(UserWarning, match="alpha"):
         assert main(["inspect", "--no-strict", str(path)]) == 0
     assert "1 layers, 4 parameters" in capsys.readouterr().out
 
@@ -80,7 +80,7 @@ def test_inspect_subprocess(onnx_file: Path) -> None:
 
 def test_strict_error_names_the_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "m.pt"
-    torch.save({"fc.weight": torch.ones(2, 2), "cls_token": torch.ones(1, 2)}, path)
+    torch.save({"fc.weight": torch.ones(2, 2), "alpha": torch.ones(1, 2)}, path)
     assert main(["inspect", str(path)]) == 2
     err = capsys.readouterr().err
     assert "pass --no-strict to skip them" in err and "strict=False" not in err
