@@ -55,8 +55,16 @@ class SNEPruner(BasePruner):
     ``percentile``-th percentile of its peers' scores (default 80: the rule chosen on the
     meta-zoo, never on a benchmark search), once ``n_min_trials`` peers reached ``k`` or
     ended before it. As trials finish, a copy is fine-tuned on them every ``refit_every``
-    (``online=False``: zero-shot only). What the default promises, measured on searches it has
-    never seen: BENCHMARKS.md, "Pruning searches it has never seen".
+    (``online=False``: zero-shot only).
+
+    **What the default promises** (measured, not guaranteed: BENCHMARKS.md, "Pruning searches
+    it has never seen"). On 81 searches cut from the meta-zoo (16 or 32 trials of 8 epochs;
+    ``python -m sne_plugin.research.bench.rule``), the default rule trained 46.6% of the
+    unpruned epochs, lost 0.17 points of best accuracy on average, and stopped the trial that
+    would have ended best in 6% of the searches. ``percentile`` is the lever: 75 stopped it in
+    2% (49.6% of the epochs), 85 in 12% (44.9%), 90 in 21% (42.0%). On three searches of
+    datasets and families it never saw, the default stopped the eventual best in 1 of 10
+    seeds (1-D CNN), 2 of 10 (residual CNN) and 1 of 10 (tiny ViT).
     ``SNEPruner("pretrained")``, a :class:`~sne_plugin.pretrained.CurvePredictor` or the
     folder of a saved one work the same way. The options ``reference``, ``learning_curve``
     and ``max_train_networks`` below are for weights-only regressors and do not apply here.
