@@ -8,9 +8,11 @@ import inspect
 import math
 import os
 import time
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -18,7 +20,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils import TransformerTags, check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from sne_plugin._device import resolve_device
+from sne_plugin._device import free_device_memory, is_out_of_memory, resolve_device
 from sne_plugin._inputs import (
     LOSSES,
     as_networks,
@@ -40,6 +42,7 @@ from sne_plugin.weights import NetworkSpec
 __all__ = ["SNERegressor"]
 
 _Split = tuple[np.ndarray, np.ndarray]  # training and validation indices
+_T = TypeVar("_T")
 _POSITIVE_INTS = (
     "chunk_size",
     "width",
@@ -543,7 +546,8 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         if len(sample) < 2:
             return
         self.module_.eval()
-        parts = [self.module_.encoder(*self._batch(sub)) for sub in data.chunks(sample, 64)]
+        encode = lambda sub: self.module_.encoder(*self._batch(sub))  # noqa: E731
+        parts = self._by_networks(data, sample, 64, encode, "recalibration")
         self.module_.standardize.set_statistics(torch.cat(parts).float())
 
     def _split(self, n: int, early_stopping: bool) -> _Split:
@@ -581,13 +585,23 @@ class SNERegressor(RegressorMixin, BaseEstimator):
     def _step(self, data: _Data, y_t: torch.Tensor, idx: np.ndarray) -> float:
         sub = data.subset(idx)
         keep, permuted = self._permuted(sub) if self.invariance_weight > 0 else ([], None)
-        out = self._forward(sub if permuted is None else sub + permuted)
-        loss = self._loss(out, y_t[idx].to(self.device_), keep, sub.groups)
-        self.optimizer_.zero_grad(set_to_none=True)
-        loss.backward()
+        both, target = sub if permuted is None else sub + permuted, y_t[idx].to(self.device_)
+        backward = partial(self._backward, both, target, keep, sub.groups)
+        loss = None
+        while loss is None:  # each None: out of memory, the passes made smaller
+            loss = self._guarded(backward, f"a training step on {len(idx)} networks")
         torch.nn.utils.clip_grad_norm_(self.module_.parameters(), 1.0)
         self.optimizer_.step()
         return float(loss.detach())
+
+    def _backward(
+        self, data: _Data, target: torch.Tensor, keep: list[int], groups: np.ndarray | None
+    ) -> torch.Tensor:
+        """Forward and backward of one minibatch (gradients set, not yet applied)."""
+        loss = self._loss(self._forward(data), target, keep, groups)
+        self.optimizer_.zero_grad(set_to_none=True)
+        loss.backward()
+        return loss
 
     def _loss(
         self,
@@ -655,10 +669,72 @@ class SNERegressor(RegressorMixin, BaseEstimator):
     def _predict_data(self, data: _Data, *, embed: bool) -> np.ndarray:
         if self.module_.training:
             self.module_.eval()
-        subsets = data.chunks(np.arange(len(data)), max(self.batch_size, 64))
         run = (lambda sub: self.module_.embed(*self._batch(sub))) if embed else self._forward
-        outs = [run(sub).float().cpu() for sub in subsets]
-        return torch.cat(outs).numpy().astype(np.float64)
+        idx = np.arange(len(data))
+        outs = self._by_networks(data, idx, max(self.batch_size, 64), run, "prediction")
+        return torch.cat([out.float().cpu() for out in outs]).numpy().astype(np.float64)
+
+    # ------------------------------------------------------------------ out of memory
+    def _by_networks(
+        self,
+        data: _Data,
+        idx: np.ndarray,
+        size: int,
+        run: Callable[[_Data], torch.Tensor],
+        what: str,
+    ) -> list[torch.Tensor]:
+        """``run`` on the networks ``idx`` in passes of at most ``size`` (fewer after an
+        out-of-memory error: the pass is retried smaller, see :meth:`_guarded`)."""
+        outs: list[torch.Tensor] = []
+        lo = 0
+        while lo < len(idx):
+            n = min(size, getattr(self, "_oom_networks", None) or size)
+            sub = data.subset(idx[lo : lo + n])
+            out = self._guarded(partial(run, sub), f"{what} of networks {lo}-{lo + n - 1}", n)
+            if out is not None:
+                outs.append(out)
+                lo += n
+        return outs
+
+    def _guarded(self, run: Callable[[], _T], what: str, networks: int = 1) -> _T | None:
+        """``run()``; after a device out-of-memory error, None once a pass is made smaller
+        (the caller retries it): the networks per pass halved while ``networks`` > 1 (where
+        networks are independent: inference), else the encoder's chunks per pass (the same
+        computation in smaller pieces). An SNEError when both are down to 1."""
+        try:
+            return run()
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            cause = (str(exc).splitlines() or [type(exc).__name__])[0]
+        free_device_memory()  # outside the except block: its traceback held the tensors
+        self._shrink(what, networks, cause)
+        return None
+
+    def _shrink(self, what: str, networks: int, cause: str) -> None:
+        encoder = self.module_.encoder
+        tried: list[str] = self.__dict__.setdefault("_oom_tried", [])
+        if networks > 1:
+            self._oom_networks = networks // 2
+            change = f"{networks // 2} networks per pass"
+        elif encoder.max_chunks_per_pass > 1:
+            encoder.max_chunks_per_pass //= 2
+            change = f"{encoder.max_chunks_per_pass} chunks per encoder pass"
+        else:
+            raise SNEError(
+                f"out of memory on {self.device_} in {what}, even with 1 network and 1 chunk "
+                f"per pass (tried, in turn: {', '.join(tried) or 'nothing smaller'}); last "
+                f"error: {cause}. Free device memory, or use device='cpu'"
+            )
+        if not tried:
+            warnings.warn(
+                f"out of memory on {self.device_} in {what} ({cause}); retrying with "
+                f"{change}, and halving again if needed (the results are the same, only "
+                "slower); later passes keep the smaller size",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        tried.append(change)
 
     # ------------------------------------------------------------------ persistence
     def __getstate__(self) -> dict[str, Any]:
