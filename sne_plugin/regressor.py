@@ -54,6 +54,28 @@ _POSITIVE_INTS = (
     "chunk_depth",
 )
 
+# (name, lower bound, bound excluded): finite real numbers (not NaN, inf, str, None or bool).
+_REALS = (("lr", 0.0, True), ("weight_decay", 0.0, False), ("invariance_weight", 0.0, False))
+_FLAGS = ("chunk_position", "tensor_stats", "stats_branch", "warm_start")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value: Any) -> bool:
+    number = isinstance(value, (int, float, np.integer, np.floating))
+    return number and not isinstance(value, (bool, np.bool_)) and math.isfinite(value)
+
+
+def _check_real(name: str, value: Any, low: float, *, strict: bool) -> None:
+    """An SNEError naming ``name`` unless ``value`` is a finite number above ``low``
+    (or equal to it when not ``strict``): before torch ever sees it."""
+    if not _is_real(value) or value < low or (strict and value == low):
+        bound = f"> {low:g}" if strict else f">= {low:g}"
+        raise SNEError(f"{name} must be a finite number {bound}, but got {name}={value!r}")
+
+
 # The encoder's settings are SNEEncoder's parameters, under the same names here.
 _ENCODER_PARAMS = tuple(inspect.signature(SNEEncoder).parameters)
 
@@ -415,8 +437,15 @@ class SNERegressor(RegressorMixin, BaseEstimator):
     def _check_params(self) -> None:
         for name in _POSITIVE_INTS:
             value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 1:
+            if not _is_int(value) or value < 1:
                 raise SNEError(f"{name} must be a positive integer, but got {name}={value!r}")
+        if not _is_int(self.patience) or self.patience < 0:
+            raise SNEError(f"patience must be an integer >= 0, but got patience={self.patience!r}")
+        for name, low, strict in _REALS:
+            _check_real(name, getattr(self, name), low, strict=strict)
+        for name in _FLAGS:
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise SNEError(f"{name} must be True or False, but got {getattr(self, name)!r}")
         if self.width % self.heads:
             raise SNEError(
                 f"width must be a multiple of heads, but got width={self.width}, heads={self.heads}"
@@ -425,12 +454,9 @@ class SNERegressor(RegressorMixin, BaseEstimator):
             raise SNEError(f"threads must be None or a positive integer, but got {self.threads!r}")
         if self.verbose not in (True, False, "auto"):
             raise SNEError(f"verbose must be True, False or 'auto', but got {self.verbose!r}")
-        if not 0 <= self.validation_fraction < 1:
-            raise SNEError(
-                f"validation_fraction must be in [0, 1), but got {self.validation_fraction!r}"
-            )
-        if self.invariance_weight < 0 or self.lr <= 0 or self.weight_decay < 0:
-            raise SNEError("invariance_weight and weight_decay must be >= 0 and lr > 0")
+        fraction = self.validation_fraction
+        if not _is_real(fraction) or not 0 <= fraction < 1:
+            raise SNEError(f"validation_fraction must be in [0, 1), but got {fraction!r}")
 
     # ------------------------------------------------------------------ initialization
     def _initialize(self, data: _Data, target: np.ndarray, loss: str, side: Any = None) -> None:
