@@ -22,7 +22,7 @@ PARAMS = dict(width=16, heads=2, chunk_size=8, max_set=16, epochs=2, device="cpu
 
 @pytest.fixture(scope="module")
 def zoo():
-    return scaled_cnn_zoo(16, seed=3)
+    return scaled_cnn_zoo(12, seed=3)
 
 
 def _limit_memory(monkeypatch: pytest.MonkeyPatch, chunks: int, networks: int, kind: str) -> dict:
@@ -79,8 +79,8 @@ def test_fit_and_predict_retry_smaller_and_match_the_run_without_oom(
     assert "retrying with" in str(oom[0].message)
     assert model.module_.encoder.max_chunks_per_pass <= 100
     # Smaller passes pad differently, so float sums round differently, and Adam scales tiny
-    # gradients up: the same up to that (measured here: predictions within 2.1e-6, every
-    # parameter within 1.6e-3 after 2 epochs).
+    # gradients up: the same up to that (measured here: predictions within 3.2e-6, every
+    # parameter within 6.4e-4 after 2 epochs; 1.6e-3 on 16 networks).
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
     mine, theirs = model.module_.state_dict(), expected_model.module_.state_dict()
     worst = max(float((mine[k] - theirs[k]).abs().max()) for k in mine)

@@ -82,7 +82,19 @@ def _kill_once(path: Path, rng: random.Random, workers: int, target: int) -> tup
     for pid in orphans:  # clean up before failing
         os.kill(pid, signal.SIGKILL)
     assert not orphans, f"worker processes {orphans} outlived the killed build"
+    _check_readable(path)
     return before, _lines(path)
+
+
+def _check_readable(path: Path) -> None:
+    """The zoo as the kill left it: every recorded model's weights file reads whole."""
+    if not (path / "zoo.json").exists():
+        return  # killed before it wrote its manifest
+    zoo = load_zoo(path)
+    assert _lines(path) <= len(zoo) <= _lines(path) + 1  # + a torn last line that parses
+    for record in zoo.records:
+        for epoch in (*record["saved_epochs"], "final"):
+            assert load_state(record, epoch)
 
 
 @pytest.fixture(scope="module")
