@@ -697,8 +697,9 @@ class SNERegressor(RegressorMixin, BaseEstimator):
             self.module_.eval()
         run = (lambda sub: self.module_.embed(*self._batch(sub))) if embed else self._forward
         idx = np.arange(len(data))
-        outs = self._by_networks(data, idx, max(self.batch_size, 64), run, "prediction")
-        return torch.cat([out.float().cpu() for out in outs]).numpy().astype(np.float64)
+        to_cpu = lambda sub: run(sub).float().cpu()  # noqa: E731  (device memory: one pass)
+        outs = self._by_networks(data, idx, max(self.batch_size, 64), to_cpu, "prediction")
+        return torch.cat(outs).numpy().astype(np.float64)
 
     # ------------------------------------------------------------------ out of memory
     def _by_networks(
