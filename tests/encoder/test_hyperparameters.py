@@ -13,7 +13,7 @@ from sne_plugin import SNERegressor
 from sne_plugin.errors import SNEError
 from sne_plugin.testing import scaled_cnn_zoo
 
-SMALL = dict(width=8, heads=2, chunk_size=8, max_set=16, epochs=2, device="cpu", verbose=False)
+SMALL = dict(width=8, heads=2, chunk_size=8, max_set=16, epochs=1, device="cpu", verbose=False)
 
 
 @pytest.fixture(scope="module")
