@@ -164,11 +164,27 @@ def resolve_loss(loss: str, y: object) -> str:
 
 
 def target_scale(target: np.ndarray, loss: str) -> tuple[float, float]:
-    """``(mean, scale)`` that standardise the targets for ``mse``; ``(0, 1)`` for ``bce``."""
+    """``(mean, scale)`` that standardise the targets for ``mse``; ``(0, 1)`` for ``bce``.
+
+    Computed on the targets divided by their largest magnitude, so that huge targets (whose
+    squares overflow float64, from about 1e154) standardise as well as small ones; targets
+    beyond ``_TARGET_LIMIT`` are refused, since a prediction a few deviations away would not
+    be representable.
+    """
     if loss != "mse":
         return 0.0, 1.0
-    std = float(target.std())
-    return float(target.mean()), std if std > 0 else 1.0
+    top = float(np.abs(target).max()) if len(target) else 0.0
+    if top > _TARGET_LIMIT:
+        raise SNEError(
+            f"loss='mse' needs targets within +-{_TARGET_LIMIT:.0e}, got values in "
+            f"[{target.min():.4g}, {target.max():.4g}]; rescale y (for example its logarithm)"
+        )
+    unit = top if top > 0 else 1.0
+    std = float((target / unit).std()) * unit
+    return float((target / unit).mean()) * unit, std if std > 0 else 1.0
+
+
+_TARGET_LIMIT = 1e300
 
 
 def prediction(out: np.ndarray, loss: str, mean: float, scale: float) -> np.ndarray:

@@ -8,9 +8,11 @@ import inspect
 import math
 import os
 import time
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -18,7 +20,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils import TransformerTags, check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from sne_plugin._device import resolve_device
+from sne_plugin._device import free_device_memory, is_out_of_memory, resolve_device
 from sne_plugin._inputs import (
     LOSSES,
     check_targets,
@@ -40,6 +42,7 @@ from sne_plugin.weights import NetworkSpec
 __all__ = ["SNERegressor"]
 
 _Split = tuple[np.ndarray, np.ndarray]  # training and validation indices
+_T = TypeVar("_T")
 _POSITIVE_INTS = (
     "chunk_size",
     "width",
@@ -50,6 +53,28 @@ _POSITIVE_INTS = (
     "max_chunks_per_pass",
     "chunk_depth",
 )
+
+# (name, lower bound, bound excluded): finite real numbers (not NaN, inf, str, None or bool).
+_REALS = (("lr", 0.0, True), ("weight_decay", 0.0, False), ("invariance_weight", 0.0, False))
+_FLAGS = ("chunk_position", "tensor_stats", "stats_branch", "warm_start")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value: Any) -> bool:
+    number = isinstance(value, (int, float, np.integer, np.floating))
+    return number and not isinstance(value, (bool, np.bool_)) and math.isfinite(value)
+
+
+def _check_real(name: str, value: Any, low: float, *, strict: bool) -> None:
+    """An SNEError naming ``name`` unless ``value`` is a finite number above ``low``
+    (or equal to it when not ``strict``): before torch ever sees it."""
+    if not _is_real(value) or value < low or (strict and value == low):
+        bound = f"> {low:g}" if strict else f">= {low:g}"
+        raise SNEError(f"{name} must be a finite number {bound}, but got {name}={value!r}")
+
 
 # The encoder's settings are SNEEncoder's parameters, under the same names here.
 _ENCODER_PARAMS = tuple(inspect.signature(SNEEncoder).parameters)
@@ -419,8 +444,15 @@ class SNERegressor(RegressorMixin, BaseEstimator):
     def _check_params(self) -> None:
         for name in _POSITIVE_INTS:
             value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 1:
+            if not _is_int(value) or value < 1:
                 raise SNEError(f"{name} must be a positive integer, but got {name}={value!r}")
+        if not _is_int(self.patience) or self.patience < 0:
+            raise SNEError(f"patience must be an integer >= 0, but got patience={self.patience!r}")
+        for name, low, strict in _REALS:
+            _check_real(name, getattr(self, name), low, strict=strict)
+        for name in _FLAGS:
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise SNEError(f"{name} must be True or False, but got {getattr(self, name)!r}")
         if self.width % self.heads:
             raise SNEError(
                 f"width must be a multiple of heads, but got width={self.width}, heads={self.heads}"
@@ -431,12 +463,9 @@ class SNERegressor(RegressorMixin, BaseEstimator):
             raise SNEError(f"strict must be True or False, but got strict={self.strict!r}")
         if self.verbose not in (True, False, "auto"):
             raise SNEError(f"verbose must be True, False or 'auto', but got {self.verbose!r}")
-        if not 0 <= self.validation_fraction < 1:
-            raise SNEError(
-                f"validation_fraction must be in [0, 1), but got {self.validation_fraction!r}"
-            )
-        if self.invariance_weight < 0 or self.lr <= 0 or self.weight_decay < 0:
-            raise SNEError("invariance_weight and weight_decay must be >= 0 and lr > 0")
+        fraction = self.validation_fraction
+        if not _is_real(fraction) or not 0 <= fraction < 1:
+            raise SNEError(f"validation_fraction must be in [0, 1), but got {fraction!r}")
 
     # ------------------------------------------------------------------ initialization
     def _initialize(self, data: _Data, target: np.ndarray, loss: str, side: Any = None) -> None:
@@ -552,7 +581,8 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         if len(sample) < 2:
             return
         self.module_.eval()
-        parts = [self.module_.encoder(*self._batch(sub)) for sub in data.chunks(sample, 64)]
+        encode = lambda sub: self.module_.encoder(*self._batch(sub))  # noqa: E731
+        parts = self._by_networks(data, sample, 64, encode, "recalibration")
         self.module_.standardize.set_statistics(torch.cat(parts).float())
 
     def _split(self, n: int, early_stopping: bool) -> _Split:
@@ -590,13 +620,23 @@ class SNERegressor(RegressorMixin, BaseEstimator):
     def _step(self, data: _Data, y_t: torch.Tensor, idx: np.ndarray) -> float:
         sub = data.subset(idx)
         keep, permuted = self._permuted(sub) if self.invariance_weight > 0 else ([], None)
-        out = self._forward(sub if permuted is None else sub + permuted)
-        loss = self._loss(out, y_t[idx].to(self.device_), keep, sub.groups)
-        self.optimizer_.zero_grad(set_to_none=True)
-        loss.backward()
+        both, target = sub if permuted is None else sub + permuted, y_t[idx].to(self.device_)
+        backward = partial(self._backward, both, target, keep, sub.groups)
+        loss = None
+        while loss is None:  # each None: out of memory, the passes made smaller
+            loss = self._guarded(backward, f"a training step on {len(idx)} networks")
         torch.nn.utils.clip_grad_norm_(self.module_.parameters(), 1.0)
         self.optimizer_.step()
         return float(loss.detach())
+
+    def _backward(
+        self, data: _Data, target: torch.Tensor, keep: list[int], groups: np.ndarray | None
+    ) -> torch.Tensor:
+        """Forward and backward of one minibatch (gradients set, not yet applied)."""
+        loss = self._loss(self._forward(data), target, keep, groups)
+        self.optimizer_.zero_grad(set_to_none=True)
+        loss.backward()
+        return loss
 
     def _loss(
         self,
@@ -664,10 +704,73 @@ class SNERegressor(RegressorMixin, BaseEstimator):
     def _predict_data(self, data: _Data, *, embed: bool) -> np.ndarray:
         if self.module_.training:
             self.module_.eval()
-        subsets = data.chunks(np.arange(len(data)), max(self.batch_size, 64))
         run = (lambda sub: self.module_.embed(*self._batch(sub))) if embed else self._forward
-        outs = [run(sub).float().cpu() for sub in subsets]
+        idx = np.arange(len(data))
+        to_cpu = lambda sub: run(sub).float().cpu()  # noqa: E731  (device memory: one pass)
+        outs = self._by_networks(data, idx, max(self.batch_size, 64), to_cpu, "prediction")
         return torch.cat(outs).numpy().astype(np.float64)
+
+    # ------------------------------------------------------------------ out of memory
+    def _by_networks(
+        self,
+        data: _Data,
+        idx: np.ndarray,
+        size: int,
+        run: Callable[[_Data], torch.Tensor],
+        what: str,
+    ) -> list[torch.Tensor]:
+        """``run`` on the networks ``idx`` in passes of at most ``size`` (fewer after an
+        out-of-memory error: the pass is retried smaller, see :meth:`_guarded`)."""
+        outs: list[torch.Tensor] = []
+        lo = 0
+        while lo < len(idx):
+            n = min(size, getattr(self, "_oom_networks", None) or size)
+            sub = data.subset(idx[lo : lo + n])
+            out = self._guarded(partial(run, sub), f"{what} of networks {lo}-{lo + n - 1}", n)
+            if out is not None:
+                outs.append(out)
+                lo += n
+        return outs
+
+    def _guarded(self, run: Callable[[], _T], what: str, networks: int = 1) -> _T | None:
+        """``run()``; after a device out-of-memory error, None once a pass is made smaller
+        (the caller retries it): the networks per pass halved while ``networks`` > 1 (where
+        networks are independent: inference), else the encoder's chunks per pass (the same
+        computation in smaller pieces). An SNEError when both are down to 1."""
+        try:
+            return run()
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            cause = (str(exc).splitlines() or [type(exc).__name__])[0]
+        free_device_memory()  # outside the except block: its traceback held the tensors
+        self._shrink(what, networks, cause)
+        return None
+
+    def _shrink(self, what: str, networks: int, cause: str) -> None:
+        encoder = self.module_.encoder
+        tried: list[str] = self.__dict__.setdefault("_oom_tried", [])
+        if networks > 1:
+            self._oom_networks = networks // 2
+            change = f"{networks // 2} networks per pass"
+        elif encoder.max_chunks_per_pass > 1:
+            encoder.max_chunks_per_pass //= 2
+            change = f"{encoder.max_chunks_per_pass} chunks per encoder pass"
+        else:
+            raise SNEError(
+                f"out of memory on {self.device_} in {what}, even with 1 network and 1 chunk "
+                f"per pass (tried, in turn: {', '.join(tried) or 'nothing smaller'}); last "
+                f"error: {cause}. Free device memory, or use device='cpu'"
+            )
+        if not tried:
+            warnings.warn(
+                f"out of memory on {self.device_} in {what} ({cause}); retrying with "
+                f"{change}, and halving again if needed (the results are the same, only "
+                "slower); later passes keep the smaller size",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        tried.append(change)
 
     # ------------------------------------------------------------------ persistence
     def __getstate__(self) -> dict[str, Any]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
+import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -215,6 +217,17 @@ def _record(
 
 def _init_worker() -> None:
     torch.set_num_threads(1)
+    parent = os.getppid()
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+
+
+def _exit_with(parent: int) -> None:
+    """End this worker once the build that started it is gone (killed with -9, the pool
+    never tells its workers, which would train on as orphans); the results it held were
+    not written, and a resume trains those models again."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
 
 
 def _run(jobs: list[TrainJob], workers: int) -> Iterator[tuple[TrainJob, list[ModelResult]]]:

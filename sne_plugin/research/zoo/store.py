@@ -10,9 +10,9 @@ A zoo is a folder::
     weights/000042.npz   compressed numpy arrays keyed ``epoch{e}/{state-dict key}``
 
 Writes are crash-safe: a model's ``.npz`` is written to a ``.tmp`` name, fsynced and moved
-into place with ``os.replace``; only then is its line appended to ``models.jsonl`` (flush +
-fsync). On reopening, ids already recorded are skipped, orphan ``.tmp`` files removed and a
-truncated last line dropped.
+into place with ``os.replace`` (the folder fsynced too); only then is its line appended to
+``models.jsonl`` (flush + fsync). On reopening, ids already recorded are skipped, orphan
+``.tmp`` files removed and a truncated last line dropped.
 """
 
 from __future__ import annotations
@@ -215,6 +215,20 @@ def _fsync_write(path: Path, write: Any) -> None:
         os.fsync(f.fileno())
 
 
+def _fsync_dir(path: Path) -> None:
+    """Make a rename in ``path`` durable (POSIX; a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 class ZooWriter:
     """Appends finished models to a zoo folder, crash-safely (see the module doc)."""
 
@@ -242,6 +256,7 @@ class ZooWriter:
         text = json.dumps(manifest, indent=1).encode()
         _fsync_write(file.with_suffix(".json.tmp"), lambda f: f.write(text))
         os.replace(file.with_suffix(".json.tmp"), file)
+        _fsync_dir(self.path)
 
     def _drop_partial_line(self) -> None:
         file = self.path / "models.jsonl"
@@ -258,6 +273,7 @@ class ZooWriter:
         tmp = self.path / (rel + ".tmp")
         _fsync_write(tmp, lambda f: np.savez_compressed(f, **arrays))  # type: ignore[arg-type]
         os.replace(tmp, self.path / rel)
+        _fsync_dir(self.path / "weights")  # the file is in place before its line is written
         line = json.dumps({**record, "file": rel}) + "\n"
         with open(self.path / "models.jsonl", "ab") as f:
             f.write(line.encode())
