@@ -50,6 +50,10 @@ class Rule:
     percentile: float | tuple[float, ...]
     warmup: int
     min_trials: int
+    # with fewer than ``min_trials`` but at least ``early_trials`` peers, prune below this
+    # percentile of them instead (None: never prune before ``min_trials`` peers)
+    early_percentile: float | None = None
+    early_trials: int = 2
 
     def at(self, step: int) -> float:
         p = self.percentile
@@ -61,7 +65,10 @@ class Rule:
     def name(self) -> str:
         p = self.percentile
         pct = "/".join(f"{x:g}" for x in p) if isinstance(p, tuple) else f"{p:g}"
-        return f"p{pct} warm-up {self.warmup} min {self.min_trials}"
+        early = ""
+        if self.early_percentile is not None:
+            early = f", p{self.early_percentile:g} from {self.early_trials}"
+        return f"p{pct} warm-up {self.warmup} min {self.min_trials}{early}"
 
 
 def simulate(values: np.ndarray, score: Score, rule: Rule) -> tuple[int, float, bool]:
@@ -77,7 +84,10 @@ def simulate(values: np.ndarray, score: Score, rule: Rule) -> tuple[int, float, 
         for k in range(1, total + 1):
             epochs += 1
             last[i] = k
-            if k < rule.warmup or i < rule.min_trials:
+            early = i < rule.min_trials
+            if k < rule.warmup or (
+                early and (rule.early_percentile is None or i < rule.early_trials)
+            ):
                 continue
             steps = np.minimum(last[: i + 1], k)  # each row's step (own: k)
             rows = np.arange(i + 1)
@@ -88,7 +98,8 @@ def simulate(values: np.ndarray, score: Score, rule: Rule) -> tuple[int, float, 
             side = curve_features(now, prev, best, steps / planned)
             s = score(side)
             # own row last in ``rows``
-            if s[i] < np.percentile(s[:i], rule.at(k)):
+            pct = rule.early_percentile if early else rule.at(k)
+            if s[i] < np.percentile(s[:i], pct):
                 break
         else:
             completed[i] = True
@@ -112,8 +123,11 @@ def summarise_rule(
     }
 
 
-def _meta(root: Path, trials: Sequence[int], epochs: int = 8) -> list[tuple[int, int, np.ndarray]]:
-    """(zoo index, trials per search, values) of every pseudo-search."""
+def _meta(
+    root: Path, trials: Sequence[int], epochs: int = 8, shuffle: int | None = None
+) -> list[tuple[int, int, np.ndarray]]:
+    """(zoo index, trials per search, values) of every pseudo-search; with ``shuffle``, each
+    zoo's models in a random order of that seed first (other searches, other arrival orders)."""
     from sne_plugin.research.pretrain import meta_zoos
 
     out = []
@@ -121,6 +135,8 @@ def _meta(root: Path, trials: Sequence[int], epochs: int = 8) -> list[tuple[int,
         values = np.array(
             [[float(r["acc_by_epoch"][e]) for e in range(1, epochs + 1)] for r in zoo.records]
         )
+        if shuffle is not None:
+            values = values[np.random.default_rng([shuffle, zi]).permutation(len(values))]
         for t in trials:
             for start in range(0, len(zoo) - t + 1, t):
                 out.append((zi, t, values[start : start + t]))
@@ -165,11 +181,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-trials", type=int, nargs="+", default=[3, 5, 8])
     parser.add_argument("--degree", type=int, default=3)
     parser.add_argument(
+        "--shuffle", type=int, default=None, help="cut the searches from a shuffled zoo (seed)"
+    )
+    parser.add_argument(
+        "--early",
+        nargs="*",
+        default=[],
+        help="PERCENTILE@PEERS: before --min-trials peers, from PEERS on, prune below this",
+    )
+    parser.add_argument(
         "--scores", nargs="+", default=["rank_now", "curve"], choices=["rank_now", "curve"]
     )
     parser.add_argument("--top", type=int, nargs="*", default=[2], help="top 25%% after K epochs")
     args = parser.parse_args(argv)
-    searches = _meta(args.root, args.trials)
+    searches = _meta(args.root, args.trials, shuffle=args.shuffle)
     if not searches:
         raise SystemExit(f"no complete zoo under {args.root}: build the meta-zoo first")
     print(f"{len(searches)} pseudo-searches ({args.trials} trials x 8 epochs)", flush=True)
@@ -187,9 +212,13 @@ def main(argv: list[str] | None = None) -> int:
         if not any(name.startswith(x) for x in args.scores):
             continue
         t0 = time.perf_counter()
-        for p, w, m in itertools.product(args.percentile, args.warmup, args.min_trials):
+        earlies: list[tuple[float | None, int]] = [(None, 2)] + [
+            (float(e.split("@")[0]), int(e.split("@")[1])) for e in args.early
+        ]
+        grid = itertools.product(args.percentile, args.warmup, args.min_trials, earlies)
+        for p, w, m, (ep, et) in grid:
             parts = tuple(float(x) for x in str(p).split("/"))
-            rule = Rule(parts if len(parts) > 1 else parts[0], w, m)
+            rule = Rule(parts if len(parts) > 1 else parts[0], w, m, ep, et)
             outs = [simulate(v, make(zi), rule) for zi, _, v in searches]
             row = summarise_rule([v for _, _, v in searches], outs)
             print(_line(rule.name, name, row), flush=True)
