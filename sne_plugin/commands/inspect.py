@@ -10,8 +10,9 @@ from sne_plugin.cli import HelpFormatter
 
 __all__ = ["STRICT_FLAGS", "add_epoch_option", "add_strict_option", "register"]
 
-# What the readers' messages call `strict=False` is `--no-strict` on the command line.
-STRICT_FLAGS = ((r"\bstrict=False\b", "--no-strict"),)
+# What the readers' messages call `strict=False` and `epoch=N` are `--no-strict` and
+# `--epoch N` on the command line.
+STRICT_FLAGS = ((r"\bstrict=False\b", "--no-strict"), (r"\bepoch=", "--epoch "))
 
 _DESCRIPTION = """\
 Read a model file and list its layers as SNE sees them: kind, name, weight and bias

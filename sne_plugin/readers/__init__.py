@@ -5,7 +5,9 @@ Supported inputs (see each module for the exact rules):
 * a ``torch.nn.Module`` (:mod:`.torch_module`; layers in registration order);
 * a state dict, a list of ``(weight, bias)`` pairs or a list of arrays (:mod:`.state_dict`);
 * a path to a torch checkpoint (``.pt``, ``.pth``, ``.ckpt``, ``.bin``), an ``.npz`` file of
-  named arrays (read as a state dict), or an ``.onnx`` file;
+  named arrays (read as a state dict; a zoo's ``weights/NNNNNN.npz``, which holds several
+  saved epochs of one model under keys ``epoch{e}/{name}``, gives one epoch: the last, or
+  the one ``epoch=`` names), or an ``.onnx`` file;
 * an ``onnx.ModelProto`` (:mod:`.onnx_reader`; onnx is imported only here);
 * a :class:`~sne_plugin.NetworkWeights`, returned as is.
 
@@ -15,31 +17,41 @@ Every failure on bad input is an :class:`~sne_plugin.SNEError`.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from sne_plugin.errors import SNEError, describe
+from sne_plugin.readers._common import check_torch_file
 from sne_plugin.readers._limits import check_npz_headers
 from sne_plugin.readers.onnx_reader import is_onnx_model, read_onnx
 from sne_plugin.readers.state_dict import read_sequence, read_state_dict, read_torch_file
 from sne_plugin.readers.torch_module import read_module
-from sne_plugin.weights import NetworkWeights, parameter_limit
+from sne_plugin.weights import NetworkWeights, checked_array, parameter_limit
 
-__all__ = ["read_many", "read_weights"]
+__all__ = ["read_many", "read_weights", "saved_epochs"]
 
 _TORCH_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
 _EXPECTED = (
     "an nn.Module, a state dict, a list of (weight, bias) pairs or arrays, a path to a "
     ".pt/.pth/.ckpt/.bin/.npz/.onnx file, an onnx.ModelProto or a NetworkWeights"
 )
+_EPOCH_KEY = re.compile(r"epoch(\d+)/(.+)")
+_LAYER_LEAVES = ("weight", "in_proj_weight", "q_proj_weight")
+_BUFFER_LEAVES = ("num_batches_tracked", "running_mean", "running_var")
 
 
 def read_weights(
-    obj: object, *, strict: bool = True, max_parameters: int | None = None
+    obj: object,
+    *,
+    strict: bool = True,
+    max_parameters: int | None = None,
+    epoch: int | None = None,
 ) -> NetworkWeights:
     """The weights of one network, from any supported form (see the module docstring).
 
@@ -53,25 +65,34 @@ def read_weights(
     decompress to more than 100 times their size, or hold stride-0 or overlapping views,
     sparse, meta, nested, quantized or complex tensors.
 
+    ``epoch`` chooses the saved epoch of a zoo's weights file (default: the last); the
+    network's ``source`` says which epochs the file holds.
+
     >>> from torch import nn
     >>> net = read_weights(nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(16, 2)))
     >>> [(layer.kind.value, layer.spec.weight_shape) for layer in net]
     [('conv2d', (4, 1, 3, 3)), ('dense', (2, 16))]
     """
+    if epoch is not None and not isinstance(obj, (str, os.PathLike)):
+        raise SNEError(
+            f"epoch={epoch!r} chooses a saved epoch of a zoo's weights file (.npz), "
+            f"but got {describe(obj)}, not a path"
+        )
     with parameter_limit(max_parameters):
-        return _read(obj, strict=strict)
+        return _read(obj, strict=strict, epoch=epoch)
 
 
-def _read(obj: object, *, strict: bool) -> NetworkWeights:
+def _read(obj: object, *, strict: bool, epoch: int | None = None) -> NetworkWeights:
     if isinstance(obj, NetworkWeights):
         return obj
     if isinstance(obj, nn.Module):
         return read_module(obj, strict=strict)
     if isinstance(obj, (str, os.PathLike)):
-        return _read_path(Path(obj), strict=strict)
+        return _read_path(Path(obj), strict=strict, epoch=epoch)
     if is_onnx_model(obj):
         return read_onnx(obj, strict=strict)
     if isinstance(obj, Mapping):
+        _check_names(obj, "<state_dict>")
         return read_state_dict(obj, strict=strict)
     if isinstance(obj, (torch.Tensor, np.ndarray)):
         raise SNEError(
@@ -83,25 +104,31 @@ def _read(obj: object, *, strict: bool) -> NetworkWeights:
     raise SNEError(f"expected {_EXPECTED}, got {describe(obj)}")
 
 
-def _read_path(path: Path, *, strict: bool) -> NetworkWeights:
+def _read_path(path: Path, *, strict: bool, epoch: int | None) -> NetworkWeights:
     if not path.exists():
         raise SNEError(f"expected a path to an existing file, got {str(path)!r} (no such file)")
     if not path.is_file():
         raise SNEError(f"expected a path to a file, got {str(path)!r}, which is a directory")
     suffix = path.suffix.lower()
+    if epoch is not None and suffix != ".npz":
+        raise SNEError(
+            f"{path}: epoch={epoch!r} chooses a saved epoch of a zoo's weights file (.npz "
+            f"with keys epoch{{e}}/{{name}}), got a {suffix or 'suffix-less'} file"
+        )
     if suffix == ".onnx":
         return read_onnx(path, strict=strict)
     if suffix in _TORCH_SUFFIXES:
+        check_torch_file(path)
         return read_torch_file(path, strict=strict)
     if suffix == ".npz":
-        return _read_npz(path, strict=strict)
+        return _read_npz(path, strict=strict, epoch=epoch)
     raise SNEError(
         f"{path}: unknown file extension {path.suffix!r}; expected one of "
         f"{', '.join((*_TORCH_SUFFIXES, '.npz', '.onnx'))}"
     )
 
 
-def _read_npz(path: Path, *, strict: bool) -> NetworkWeights:
+def _read_npz(path: Path, *, strict: bool, epoch: int | None) -> NetworkWeights:
     check_npz_headers(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
@@ -110,7 +137,79 @@ def _read_npz(path: Path, *, strict: bool) -> NetworkWeights:
         raise SNEError(
             f"{path}: expected an .npz archive of arrays, but it could not be read: {exc}"
         ) from None
-    return read_state_dict(arrays, strict=strict, source=str(path))
+    arrays, source, meta = _one_epoch(path, arrays, epoch)
+    state = {key: _as_tensor(value, source, key) for key, value in arrays.items()}
+    _check_names(state, source)
+    net = read_state_dict(state, strict=strict, source=source)
+    net.meta.update(meta)
+    return net
+
+
+def saved_epochs(keys: Sequence[str]) -> list[int]:
+    """The epochs a zoo's weights file holds (keys ``epoch{e}/{name}``), sorted; ``[]`` when
+    any key has another form (an ordinary state dict).
+
+    >>> saved_epochs(["epoch0/fc.weight", "epoch4/fc.weight", "epoch1/fc.weight"])
+    [0, 1, 4]
+    """
+    matches = [_EPOCH_KEY.fullmatch(key) for key in keys]
+    if not matches or not all(matches):
+        return []
+    return sorted({int(m.group(1)) for m in matches if m})
+
+
+def _one_epoch(
+    path: Path, arrays: dict[str, np.ndarray], epoch: int | None
+) -> tuple[dict[str, np.ndarray], str, dict[str, object]]:
+    epochs = saved_epochs(list(arrays))
+    if not epochs:
+        if epoch is not None:
+            raise SNEError(
+                f"{path}: epoch={epoch!r} chooses a saved epoch of a zoo's weights file, but "
+                "this file holds one network (no keys epoch{e}/{name})"
+            )
+        return arrays, str(path), {}
+    chosen = epochs[-1] if epoch is None else epoch
+    if chosen not in epochs:
+        raise SNEError(f"{path}: no weights saved at epoch {chosen!r}; saved epochs: {epochs}")
+    prefix = f"epoch{chosen}/"
+    chosen_arrays = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+    meta: dict[str, object] = {"epoch": chosen, "saved_epochs": epochs}
+    return chosen_arrays, f"{path} (epoch {chosen} of {epochs})", meta
+
+
+def _as_tensor(value: np.ndarray, source: str, key: str) -> object:
+    """A numeric array as a tensor (so that messages show its shape); others as they are."""
+    if value.dtype.kind not in "fiub" or value.ndim == 0:
+        return value  # the state-dict reader refuses it with its own message
+    array = checked_array(value, f"{source}, array {key!r}")
+    return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def _check_names(state: Mapping[Any, object], source: str) -> None:
+    """Refuse named arrays of which none is named as a layer's weight in a state dict."""
+    keys = [k for k in state if isinstance(k, str)]
+    if len(keys) != len(state) or not keys:
+        return  # the state-dict reader reports non-str keys and empty dicts
+    leaves = [key.rpartition(".")[2] for key in keys]
+    if any(leaf in _LAYER_LEAVES for leaf in leaves):
+        return
+    others = [k for k, leaf in zip(keys, leaves) if leaf not in _BUFFER_LEAVES]
+    if not others:
+        return
+    listed = ", ".join(f"{k!r} {_shape_text(state[k])}" for k in others[:6])
+    more = f" and {len(others) - 6} more" if len(others) > 6 else ""
+    raise SNEError(
+        f"{source}: expected arrays named as in a state dict (NAME.weight and NAME.bias for "
+        f"each layer, e.g. 'fc.weight', 'fc.bias'), got {listed}{more}; rename them, e.g. "
+        "np.savez(PATH, **{'fc.weight': w, 'fc.bias': b}), or pass the arrays in layer "
+        "order as a list: read_weights([w, b])"
+    )
+
+
+def _shape_text(value: object) -> str:
+    shape = getattr(value, "shape", None)
+    return f"(shape {tuple(shape)})" if shape is not None else f"({describe(value)})"
 
 
 def read_many(X: object, *, strict: bool = True) -> list[NetworkWeights]:
