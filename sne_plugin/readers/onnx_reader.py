@@ -15,10 +15,18 @@ What is read, in the graph's node order (topological by the ONNX spec):
   ``Cast``, ``Transpose`` and ``DequantizeLinear`` (QDQ weights, per-tensor or per-axis
   scale and zero point) applied to constants. Integer constants (shapes, axes) are
   never weights.
-* Any other op holding a float constant of more than one element (a learned positional
-  embedding added to the data, a layer-scale ``Mul``, ``PRelu``) is unreadable: an
-  ``SNEError`` under ``strict``, else a warning. Ops that only reshape or resample data
-  (``Reshape``, ``Resize``, ``Pad``, ``Clip`` ...) are not checked.
+* Any other op that uses a *parameter* (a learned positional embedding added to the data, a
+  layer-scale ``Mul``, ``PRelu``, a class token concatenated to the data) is unreadable: an
+  ``SNEError`` under ``strict``, else a warning. A parameter is followed through ops that
+  only move or reshape it (``Expand``, ``Reshape``, ``Tile``, ``Slice`` ...) to the op that
+  uses it, so a token expanded to the batch and concatenated is caught at the ``Concat``.
+  Which constants are parameters: dynamo exports record it (the exported program's graph
+  signature, and ``folded_from`` for constants the optimizer computed), so buffers (masks,
+  running statistics) and constants computed from them alone are never parameters. Legacy
+  exports record nothing: there a float constant of more than one element is a parameter
+  unless its values look like a buffer's: only 0, 1 and +-inf or the float type's extremes
+  (attention masks, fills of zeros or ones; a parameter that still holds only such values,
+  say a class token initialised to zeros, is taken for a buffer).
 * Names: the initializer's name without ``.weight`` when it is a real name used by one
   layer; otherwise the torch module path from ``pkg.torch.onnx.name_scopes`` (dynamo
   exports), else the node's name (legacy ``/fc1/Gemm`` gives ``fc1``).
@@ -82,7 +90,14 @@ _NOT_WEIGHTS = {
     "Shape",
     "Size",
 }
+_MOVES = _NOT_WEIGHTS - _SHAPE_READS | {"Identity", "Cast", "Transpose", "DequantizeLinear"}
+"""Ops that pass their first input on (moved, reshaped, cast); later inputs are settings."""
 _GENERATED = re.compile(r"_?val_\d+|.*::.*|/.*|\d+|")
+_SIGNATURE = "pkg.torch.export.ExportedProgram.graph_signature"
+_SIGNATURE_LINE = re.compile(r"^\s*\S+: ([A-Z_]+) target='([^']*)'", re.MULTILINE)
+_INPUT_KIND = "pkg.torch.export.graph_signature.InputSpec.kind"
+_FOLDED_FROM = "pkg.onnxscript.optimizer.folded_from"
+_MAX_SIGNATURE = 1 << 24  # characters: one line per parameter and buffer
 _MHA_CLASS = "torch.nn.modules.activation.MultiheadAttention"
 
 
@@ -212,6 +227,8 @@ class _Graph:
         # One list of node objects, held for the reader's life: protobuf may hand out a new
         # wrapper (with a recycled id) on each access to graph.node, and ids mark nodes here.
         self.nodes: list[Any] = list(graph.node)
+        self.kinds, self.folded_from = _export_records(graph)
+        self.parameter_cache: dict[str, bool] = {}
         for node in self.nodes:
             for name in node.input:
                 self.consumers.setdefault(name, []).append(node)
@@ -352,22 +369,66 @@ class _Graph:
         )
         return (centred * scale.astype(np.float64).reshape(shape)).astype(scale.dtype)
 
+    # parameters and buffers
+    def is_parameter(self, name: str) -> bool:
+        """Whether the constant ``name`` is (or was computed from) a learned parameter."""
+        if name not in self.parameter_cache:
+            self.parameter_cache[name] = self._is_parameter(name)
+        return self.parameter_cache[name]
+
+    def _is_parameter(self, name: str) -> bool:
+        value = self.float_const(name) if self.has(name) else None
+        if value is None or value.size <= 1:
+            return False
+        if self.kinds:  # a dynamo export: its graph signature says
+            return any(self.kinds.get(src) == "PARAMETER" for src in self._sources(name))
+        return not _looks_like_buffer(value)
+
+    def _sources(self, name: str) -> list[str]:
+        origin = self.origin.get(name, name)
+        return self.folded_from.get(origin) or self.folded_from.get(name) or [origin]
+
     # layers
     def find_layers(self) -> tuple[list[_Found], Skipped]:
         found: list[_Found] = []
         used_adds: set[int] = set()
+        carried: dict[str, list[str]] = {}  # tensor -> parameters it carries, not yet used
         for node in self.nodes:
             if id(node) in self.folded or id(node) in used_adds:
                 continue
             layer = self._guarded(node, lambda n: self._layer(n, used_adds))
             if layer is not None:
                 found.append(layer)
-            elif node.op_type not in _NOT_WEIGHTS and self._holds_weights(node):
-                self.skipped.add(_node_label(node), f"ONNX {node.op_type}")
+            else:
+                self._follow_parameters(node, carried)
+        for out in self.graph.output:
+            if carried.get(out.name):
+                self.skipped.add(out.name, f"graph output carrying {_listed(carried[out.name])}")
         return found, self.skipped
 
-    def _holds_weights(self, node: Any) -> bool:
-        return any((v := self.float_const(name)) is not None and v.size > 1 for name in node.input)
+    def _follow_parameters(self, node: Any, carried: dict[str, list[str]]) -> None:
+        """Pass the parameters a moving op carries on; report those any other op uses."""
+        if node.op_type in _SHAPE_READS:
+            return
+        inputs = list(node.input)
+        used = [self._parameters_in(name, carried) for name in inputs]
+        if node.op_type in _MOVES:
+            if used and used[0]:
+                for out in node.output:
+                    carried[out] = used[0]
+            return
+        params = [p for group in used for p in group]
+        if params:
+            self.skipped.add(_node_label(node), f"ONNX {node.op_type} of {_listed(params)}")
+
+    def _parameters_in(self, name: str, carried: dict[str, list[str]]) -> list[str]:
+        if not name:
+            return []
+        if not self.is_parameter(name):
+            return carried.get(name, [])
+        if self.kinds:  # name the parameters the constant was computed from
+            return [src for src in self._sources(name) if self.kinds.get(src) == "PARAMETER"]
+        return [self.origin.get(name, name)]
 
     def _layer(self, node: Any, used_adds: set[int]) -> _Found | None:
         op = node.op_type
@@ -474,6 +535,35 @@ class _Graph:
                 return False
             uses.update(data)
         return all(count <= 1 for count in uses.values())
+
+
+def _export_records(graph: Any) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """What a dynamo export records: each input's kind (PARAMETER, BUFFER ...) by name, and
+    the constants each optimizer-computed constant was folded from; empty for others."""
+    kinds: dict[str, str] = {}
+    for prop in getattr(graph, "metadata_props", ()):
+        if prop.key == _SIGNATURE and len(prop.value) <= _MAX_SIGNATURE:
+            kinds.update((target, kind) for kind, target in _SIGNATURE_LINE.findall(prop.value))
+    folded: dict[str, list[str]] = {}
+    for value in [*graph.input, *graph.value_info]:
+        for prop in getattr(value, "metadata_props", ()):
+            if prop.key == _INPUT_KIND:
+                kinds[value.name] = prop.value
+            elif prop.key == _FOLDED_FROM:
+                folded[value.name] = _string_list(prop.value)
+    return kinds, folded
+
+
+def _looks_like_buffer(value: np.ndarray) -> bool:
+    """Only 0, 1, +-inf or the dtype's extremes: a mask or a fill, not a learned tensor."""
+    info = np.finfo(value.dtype)
+    flat = value.reshape(-1)
+    return bool(np.isin(flat, [0.0, 1.0, np.inf, -np.inf, info.min, info.max]).all())
+
+
+def _listed(names: list[str]) -> str:
+    unique = list(dict.fromkeys(names))
+    return ", ".join(repr(n) for n in unique[:4]) + (" ..." if len(unique) > 4 else "")
 
 
 _FLOAT, _INT, _INTS = 1, 2, 7  # AttributeProto.AttributeType
