@@ -11,6 +11,10 @@ Supported inputs (see each module for the exact rules):
 * an ``onnx.ModelProto`` (:mod:`.onnx_reader`; onnx is imported only here);
 * a :class:`~sne_plugin.NetworkWeights`, returned as is.
 
+Networks come in their canonical form (:mod:`.canonical`: BatchNorm folded into the layer
+before it, all-zero biases dropped), so that one network read from any of these forms gives
+one encoding; ``canonical=False`` gives the layers as stored.
+
 Every failure on bad input is an :class:`~sne_plugin.SNEError`.
 """
 
@@ -29,6 +33,8 @@ from torch import nn
 from sne_plugin.errors import SNEError, describe
 from sne_plugin.readers._common import check_torch_file
 from sne_plugin.readers._limits import check_npz_headers
+from sne_plugin.readers.canonical import BatchNormStats, module_batchnorms, state_dict_batchnorms
+from sne_plugin.readers.canonical import canonical as canonical_form
 from sne_plugin.readers.onnx_reader import is_onnx_model, read_onnx
 from sne_plugin.readers.state_dict import read_sequence, read_state_dict, read_torch_file
 from sne_plugin.readers.torch_module import read_module
@@ -52,6 +58,7 @@ def read_weights(
     strict: bool = True,
     max_parameters: int | None = None,
     epoch: int | None = None,
+    canonical: bool = True,
 ) -> NetworkWeights:
     """The weights of one network, from any supported form (see the module docstring).
 
@@ -68,6 +75,11 @@ def read_weights(
     ``epoch`` chooses the saved epoch of a zoo's weights file (default: the last); the
     network's ``source`` says which epochs the file holds.
 
+    ``canonical`` (the default) folds BatchNorm into the layer before it and drops all-zero
+    biases (:mod:`sne_plugin.readers.canonical`), so that a module, its state dict and its
+    ONNX exports give one network; ``canonical=False``: the layers as stored. A
+    ``NetworkWeights`` is returned as is.
+
     >>> from torch import nn
     >>> net = read_weights(nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(16, 2)))
     >>> [(layer.kind.value, layer.spec.weight_shape) for layer in net]
@@ -79,32 +91,39 @@ def read_weights(
             f"but got {describe(obj)}, not a path"
         )
     with parameter_limit(max_parameters):
-        return _read(obj, strict=strict, epoch=epoch)
+        if isinstance(obj, NetworkWeights):
+            return obj
+        net, batchnorms = _read(obj, strict=strict, epoch=epoch, canonical=canonical)
+        return canonical_form(net, batchnorms) if canonical else net
 
 
-def _read(obj: object, *, strict: bool, epoch: int | None = None) -> NetworkWeights:
-    if isinstance(obj, NetworkWeights):
-        return obj
+_Read = tuple[NetworkWeights, list[BatchNormStats]]
+
+
+def _read(obj: object, *, strict: bool, epoch: int | None, canonical: bool) -> _Read:
+    """The network as stored, and the BatchNorms its canonical form folds."""
     if isinstance(obj, nn.Module):
-        return read_module(obj, strict=strict)
+        net = read_module(obj, strict=strict)
+        return net, module_batchnorms(obj) if canonical else []
     if isinstance(obj, (str, os.PathLike)):
-        return _read_path(Path(obj), strict=strict, epoch=epoch)
+        return _read_path(Path(obj), strict=strict, epoch=epoch, canonical=canonical)
     if is_onnx_model(obj):
-        return read_onnx(obj, strict=strict)
+        return read_onnx(obj, strict=strict, canonical=canonical), []
     if isinstance(obj, Mapping):
         _check_names(obj, "<state_dict>")
-        return read_state_dict(obj, strict=strict)
+        net = read_state_dict(obj, strict=strict)
+        return net, state_dict_batchnorms(obj, net)
     if isinstance(obj, (torch.Tensor, np.ndarray)):
         raise SNEError(
             f"expected a network ({_EXPECTED}), got a single {describe(obj)}; "
             "wrap a one-layer network's weight in a list: [weight]"
         )
     if isinstance(obj, Sequence) and not isinstance(obj, bytes):
-        return read_sequence(obj)
+        return read_sequence(obj), []
     raise SNEError(f"expected {_EXPECTED}, got {describe(obj)}")
 
 
-def _read_path(path: Path, *, strict: bool, epoch: int | None) -> NetworkWeights:
+def _read_path(path: Path, *, strict: bool, epoch: int | None, canonical: bool) -> _Read:
     if not path.exists():
         raise SNEError(f"expected a path to an existing file, got {str(path)!r} (no such file)")
     if not path.is_file():
@@ -116,10 +135,11 @@ def _read_path(path: Path, *, strict: bool, epoch: int | None) -> NetworkWeights
             f"with keys epoch{{e}}/{{name}}), got a {suffix or 'suffix-less'} file"
         )
     if suffix == ".onnx":
-        return read_onnx(path, strict=strict)
+        return read_onnx(path, strict=strict, canonical=canonical), []
     if suffix in _TORCH_SUFFIXES:
         check_torch_file(path)
-        return read_torch_file(path, strict=strict)
+        net = read_torch_file(path, strict=strict)
+        return net, _checkpoint_batchnorms(path, net) if canonical else []
     if suffix == ".npz":
         return _read_npz(path, strict=strict, epoch=epoch)
     raise SNEError(
@@ -128,7 +148,21 @@ def _read_path(path: Path, *, strict: bool, epoch: int | None) -> NetworkWeights
     )
 
 
-def _read_npz(path: Path, *, strict: bool, epoch: int | None) -> NetworkWeights:
+def _checkpoint_batchnorms(path: Path, net: NetworkWeights) -> list[BatchNormStats]:
+    """The BatchNorm statistics of a checkpoint just read (loaded again, memory-mapped)."""
+    try:
+        loaded = torch.load(path, weights_only=True, map_location="cpu", mmap=True)
+    except Exception:
+        loaded = torch.load(path, weights_only=True, map_location="cpu")  # a legacy file
+    if not isinstance(loaded, Mapping):
+        return []
+    for key in ("state_dict", "model_state_dict", "model"):  # as read_torch_file looks
+        if isinstance(loaded.get(key), Mapping):
+            return state_dict_batchnorms(loaded[key], net)
+    return state_dict_batchnorms(loaded, net)
+
+
+def _read_npz(path: Path, *, strict: bool, epoch: int | None) -> _Read:
     check_npz_headers(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
@@ -142,7 +176,7 @@ def _read_npz(path: Path, *, strict: bool, epoch: int | None) -> NetworkWeights:
     _check_names(state, source)
     net = read_state_dict(state, strict=strict, source=source)
     net.meta.update(meta)
-    return net
+    return net, state_dict_batchnorms(state, net)
 
 
 def saved_epochs(keys: Sequence[str]) -> list[int]:
@@ -212,7 +246,7 @@ def _shape_text(value: object) -> str:
     return f"(shape {tuple(shape)})" if shape is not None else f"({describe(value)})"
 
 
-def read_many(X: object, *, strict: bool = True) -> list[NetworkWeights]:
+def read_many(X: object, *, strict: bool = True, canonical: bool = True) -> list[NetworkWeights]:
     """Read each item of ``X`` as one network (for estimators).
 
     ``X`` must be a list or tuple; each item is one network in any form
@@ -220,7 +254,7 @@ def read_many(X: object, *, strict: bool = True) -> list[NetworkWeights]:
     each inner list is one network. Errors name the item: ``"X[3]: ..."``.
 
     >>> import torch
-    >>> nets = read_many([[torch.ones(3, 2)], [torch.ones(5, 4), torch.zeros(5)]])
+    >>> nets = read_many([[torch.ones(3, 2)], [torch.ones(5, 4), torch.ones(5)]])
     >>> [net.num_params for net in nets]
     [6, 25]
     """
@@ -231,11 +265,11 @@ def read_many(X: object, *, strict: bool = True) -> list[NetworkWeights]:
             f"expected a list of networks (one item per network), got {describe(X)}; "
             "wrap a single network in a list: [network]"
         )
-    return [_read_item(i, item, strict) for i, item in enumerate(X)]
+    return [_read_item(i, item, strict, canonical) for i, item in enumerate(X)]
 
 
-def _read_item(index: int, item: object, strict: bool) -> NetworkWeights:
+def _read_item(index: int, item: object, strict: bool, canonical: bool) -> NetworkWeights:
     try:
-        return read_weights(item, strict=strict)
+        return read_weights(item, strict=strict, canonical=canonical)
     except SNEError as exc:
         raise SNEError(f"X[{index}]: {exc}") from None

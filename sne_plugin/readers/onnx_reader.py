@@ -54,6 +54,7 @@ import torch
 from sne_plugin._imports import optional_import
 from sne_plugin.errors import SNEError
 from sne_plugin.readers._common import Skipped, finish, make_layer
+from sne_plugin.readers.canonical import BatchNormStats, fold_batchnorms
 from sne_plugin.weights import Layer, LayerKind, NetworkWeights
 
 __all__ = ["is_onnx_model", "read_onnx"]
@@ -111,8 +112,12 @@ def is_onnx_model(obj: object) -> bool:
     return cls.__name__ == "ModelProto" and cls.__module__.startswith("onnx")
 
 
-def read_onnx(model: object, *, strict: bool = True) -> NetworkWeights:
+def read_onnx(model: object, *, strict: bool = True, canonical: bool = True) -> NetworkWeights:
     """The layers of an ONNX model or ``.onnx`` file (see the module docstring).
+
+    With ``canonical`` (the default) a ``BatchNormalization`` that alone takes a dense or
+    conv layer's output is folded into it, as the exporters' default settings do
+    (:mod:`sne_plugin.readers.canonical`).
 
     >>> import onnx, numpy as np
     >>> from onnx import helper, numpy_helper
@@ -130,6 +135,7 @@ def read_onnx(model: object, *, strict: bool = True) -> NetworkWeights:
         graph = _Graph(proto.graph, source)
         found, skipped = graph.find_layers()
         layers = _named_layers(found, graph, source)
+        batchnorms = graph.batchnorms(found, [layer.name for layer in layers])
         is_chain = graph.is_chain()
     except SNEError:
         raise
@@ -138,7 +144,8 @@ def read_onnx(model: object, *, strict: bool = True) -> NetworkWeights:
             f"{source}: could not read the ONNX graph ({type(exc).__name__}: {_first_line(exc)})"
         ) from None
     meta: dict[str, object] = {"format": "onnx", "producer": proto.producer_name}
-    return finish(layers, skipped, source=source, strict=strict, is_chain=is_chain, meta=meta)
+    net = finish(layers, skipped, source=source, strict=strict, is_chain=is_chain, meta=meta)
+    return fold_batchnorms(net, batchnorms) if canonical else net
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -209,6 +216,7 @@ class _Found:
     bias: np.ndarray | None
     origin: str
     groups: int = 1
+    output: str = ""  # the tensor that carries the layer's result (after a MatMul's bias Add)
 
 
 class _Graph:
@@ -482,9 +490,11 @@ class _Graph:
         weight = b.T
         output = node.output[0] if node.output else ""
         bias, add = self._following_bias(output, weight.shape[0]) if output else (None, None)
+        found = _Found(LayerKind.DENSE, node, weight, bias, self.origin_of(node, 1))
         if add is not None:
             used_adds.add(id(add))
-        return _Found(LayerKind.DENSE, node, weight, bias, self.origin_of(node, 1))
+            found.output = add.output[0] if add.output else ""
+        return found
 
     def _following_bias(self, output: str, width: int) -> tuple[np.ndarray | None, Any]:
         users = self.consumers.get(output, [])
@@ -519,6 +529,35 @@ class _Graph:
         name = node.input[index]
         return self.origin.get(name, name)
 
+    # BatchNorm after a layer
+    def batchnorms(self, found: list[_Found], names: list[str]) -> list[BatchNormStats]:
+        """The BatchNormalization nodes that alone take a dense or conv layer's output."""
+        if len(set(names)) != len(names):
+            return []  # folding goes by name
+        producers = {_output_of(item): name for item, name in zip(found, names)}
+        stats = []
+        for item, name in zip(found, names):
+            node = item.node
+            if node.op_type != "BatchNormalization" or _int_attr(node, "training_mode", 0, self):
+                continue
+            source = node.input[0] if node.input else ""
+            mean, var = self._input(node, 3), self._input(node, 4)
+            if source not in producers or len(self.consumers.get(source, [])) != 1:
+                continue
+            if mean is None or var is None:
+                continue
+            eps = _float_attr(node, "epsilon", 1e-5, self)
+            stats.append(
+                BatchNormStats(
+                    producers[source],
+                    name,
+                    torch.from_numpy(mean.copy()),
+                    torch.from_numpy(var.copy()),
+                    eps,
+                )
+            )
+        return stats
+
     # topology
     def is_chain(self) -> bool:
         static = set(self.protos) | set(self.arrays)
@@ -552,6 +591,10 @@ def _export_records(graph: Any) -> tuple[dict[str, str], dict[str, list[str]]]:
             elif prop.key == _FOLDED_FROM:
                 folded[value.name] = _string_list(prop.value)
     return kinds, folded
+
+
+def _output_of(item: _Found) -> str:
+    return item.output or (item.node.output[0] if item.node.output else "")
 
 
 def _looks_like_buffer(value: np.ndarray) -> bool:

@@ -91,7 +91,7 @@ def _zoo_file(path: Path, epochs: tuple[int, ...]) -> Path:
     arrays = {}
     for e in epochs:
         arrays[f"epoch{e}/fc.weight"] = np.full((3, 2), float(e), np.float32)
-        arrays[f"epoch{e}/fc.bias"] = np.zeros(3, np.float32)
+        arrays[f"epoch{e}/fc.bias"] = np.ones(3, np.float32)
     np.savez(path, **arrays)
     return path
 
