@@ -43,12 +43,16 @@ class Networks:
     zoo_targets: list[float] | None = field(default_factory=list)
 
 
-def read_file(path: Path, *, strict: bool = True, epoch: int | None = None) -> NetworkWeights:
-    """One network from a model file; for a zoo ``.npz``, the weights of one saved epoch
-    (``epoch`` applies to ``.npz`` files only, so that it can also name a zoo folder's)."""
+def read_file(
+    path: Path, *, strict: bool = True, epoch: int | None = None, canonical: bool = True
+) -> NetworkWeights:
+    """One network from a model file, in the canonical form the estimators encode unless
+    ``canonical=False``; for a zoo ``.npz``, the weights of one saved epoch (``epoch``
+    applies to ``.npz`` files only, so that it can also name a zoo folder's)."""
     from sne_plugin.readers import read_weights
 
-    return read_weights(path, strict=strict, epoch=epoch if path.suffix.lower() == ".npz" else None)
+    epoch = epoch if path.suffix.lower() == ".npz" else None
+    return read_weights(path, strict=strict, epoch=epoch, canonical=canonical)
 
 
 def _zoo(path: Path, epoch: int | None, key: str) -> tuple[list[str], list[Any], list[float]]:

@@ -11,9 +11,10 @@ Supported inputs (see each module for the exact rules):
 * an ``onnx.ModelProto`` (:mod:`.onnx_reader`; onnx is imported only here);
 * a :class:`~sne_plugin.NetworkWeights`, returned as is.
 
-Networks come in their canonical form (:mod:`.canonical`: BatchNorm folded into the layer
-before it, all-zero biases dropped), so that one network read from any of these forms gives
-one encoding; ``canonical=False`` gives the layers as stored.
+:func:`read_weights` gives the layers as stored; :func:`read_many`, which the estimators
+read their inputs with, gives the canonical form (:mod:`.canonical`: BatchNorm folded into
+the layer before it, all-zero biases dropped), so that one network read from any of these
+forms gives one encoding; ``read_weights(x, canonical=True)`` gives that form too.
 
 Every failure on bad input is an :class:`~sne_plugin.SNEError`.
 """
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,6 @@ _EXPECTED = (
     ".pt/.pth/.ckpt/.bin/.npz/.onnx file, an onnx.ModelProto or a NetworkWeights"
 )
 _EPOCH_KEY = re.compile(r"epoch(\d+)/(.+)")
-_LAYER_LEAVES = ("weight", "in_proj_weight", "q_proj_weight")
 _BUFFER_LEAVES = ("num_batches_tracked", "running_mean", "running_var")
 
 
@@ -58,7 +58,7 @@ def read_weights(
     strict: bool = True,
     max_parameters: int | None = None,
     epoch: int | None = None,
-    canonical: bool = True,
+    canonical: bool = False,
 ) -> NetworkWeights:
     """The weights of one network, from any supported form (see the module docstring).
 
@@ -75,10 +75,10 @@ def read_weights(
     ``epoch`` chooses the saved epoch of a zoo's weights file (default: the last); the
     network's ``source`` says which epochs the file holds.
 
-    ``canonical`` (the default) folds BatchNorm into the layer before it and drops all-zero
-    biases (:mod:`sne_plugin.readers.canonical`), so that a module, its state dict and its
-    ONNX exports give one network; ``canonical=False``: the layers as stored. A
-    ``NetworkWeights`` is returned as is.
+    ``canonical=True`` folds BatchNorm into the layer before it and drops all-zero biases
+    (:mod:`sne_plugin.readers.canonical`), so that a module, its state dict and its ONNX
+    exports give one network, as the estimators see it; the default: the layers as stored.
+    A ``NetworkWeights`` is returned as is.
 
     >>> from torch import nn
     >>> net = read_weights(nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(16, 2)))
@@ -110,8 +110,7 @@ def _read(obj: object, *, strict: bool, epoch: int | None, canonical: bool) -> _
     if is_onnx_model(obj):
         return read_onnx(obj, strict=strict, canonical=canonical), []
     if isinstance(obj, Mapping):
-        _check_names(obj, "<state_dict>")
-        net = read_state_dict(obj, strict=strict)
+        net = _with_naming_hint(obj, lambda: read_state_dict(obj, strict=strict))
         return net, state_dict_batchnorms(obj, net)
     if isinstance(obj, (torch.Tensor, np.ndarray)):
         raise SNEError(
@@ -173,8 +172,7 @@ def _read_npz(path: Path, *, strict: bool, epoch: int | None) -> _Read:
         ) from None
     arrays, source, meta = _one_epoch(path, arrays, epoch)
     state = {key: _as_tensor(value, source, key) for key, value in arrays.items()}
-    _check_names(state, source)
-    net = read_state_dict(state, strict=strict, source=source)
+    net = _with_naming_hint(state, lambda: read_state_dict(state, strict=strict, source=source))
     net.meta.update(meta)
     return net, state_dict_batchnorms(state, net)
 
@@ -220,25 +218,29 @@ def _as_tensor(value: np.ndarray, source: str, key: str) -> object:
     return torch.from_numpy(np.ascontiguousarray(array))
 
 
-def _check_names(state: Mapping[Any, object], source: str) -> None:
-    """Refuse named arrays of which none is named as a layer's weight in a state dict."""
-    keys = [k for k in state if isinstance(k, str)]
-    if len(keys) != len(state) or not keys:
-        return  # the state-dict reader reports non-str keys and empty dicts
-    leaves = [key.rpartition(".")[2] for key in keys]
-    if any(leaf in _LAYER_LEAVES for leaf in leaves):
-        return
-    others = [k for k, leaf in zip(keys, leaves) if leaf not in _BUFFER_LEAVES]
-    if not others:
-        return
-    listed = ", ".join(f"{k!r} {_shape_text(state[k])}" for k in others[:6])
-    more = f" and {len(others) - 6} more" if len(others) > 6 else ""
-    raise SNEError(
-        f"{source}: expected arrays named as in a state dict (NAME.weight and NAME.bias for "
-        f"each layer, e.g. 'fc.weight', 'fc.bias'), got {listed}{more}; rename them, e.g. "
-        "np.savez(PATH, **{'fc.weight': w, 'fc.bias': b}), or pass the arrays in layer "
-        "order as a list: read_weights([w, b])"
-    )
+def _with_naming_hint(
+    state: Mapping[Any, object], read: Callable[[], NetworkWeights]
+) -> NetworkWeights:
+    """``read()``; when it fails on named arrays none of which is named as a layer's weight
+    (``w``, ``b``), the message also says how to name them."""
+    try:
+        return read()
+    except SNEError as exc:
+        keys = [k for k in state if isinstance(k, str)]
+        leaves = [key.rpartition(".")[2] for key in keys]
+        if not keys or len(keys) != len(state) or any("weight" in leaf for leaf in leaves):
+            raise
+        others = [k for k, leaf in zip(keys, leaves) if leaf not in _BUFFER_LEAVES]
+        if not others:
+            raise
+        listed = ", ".join(f"{k!r} {_shape_text(state[k])}" for k in others[:6])
+        more = f" and {len(others) - 6} more" if len(others) > 6 else ""
+        raise SNEError(
+            f"{exc}. The arrays {listed}{more} are not named as in a state dict (NAME.weight "
+            "and NAME.bias for each layer): if they are a network's weights and biases, "
+            "rename them, e.g. np.savez(PATH, **{'fc.weight': w, 'fc.bias': b}), or pass "
+            "them in layer order as a list: read_weights([w, b])"
+        ) from None
 
 
 def _shape_text(value: object) -> str:
@@ -251,7 +253,8 @@ def read_many(X: object, *, strict: bool = True, canonical: bool = True) -> list
 
     ``X`` must be a list or tuple; each item is one network in any form
     :func:`read_weights` accepts. A list of lists of floats is therefore *not* a matrix:
-    each inner list is one network. Errors name the item: ``"X[3]: ..."``.
+    each inner list is one network. Errors name the item: ``"X[3]: ..."``. Networks come in
+    their canonical form unless ``canonical=False`` (see :func:`read_weights`).
 
     >>> import torch
     >>> nets = read_many([[torch.ones(3, 2)], [torch.ones(5, 4), torch.ones(5)]])

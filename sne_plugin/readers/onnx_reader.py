@@ -112,11 +112,11 @@ def is_onnx_model(obj: object) -> bool:
     return cls.__name__ == "ModelProto" and cls.__module__.startswith("onnx")
 
 
-def read_onnx(model: object, *, strict: bool = True, canonical: bool = True) -> NetworkWeights:
+def read_onnx(model: object, *, strict: bool = True, canonical: bool = False) -> NetworkWeights:
     """The layers of an ONNX model or ``.onnx`` file (see the module docstring).
 
-    With ``canonical`` (the default) a ``BatchNormalization`` that alone takes a dense or
-    conv layer's output is folded into it, as the exporters' default settings do
+    With ``canonical`` a ``BatchNormalization`` that alone takes a dense or conv layer's
+    output is folded into it, as the exporters' default settings do
     (:mod:`sne_plugin.readers.canonical`).
 
     >>> import onnx, numpy as np

@@ -131,3 +131,14 @@ def test_messages_name_the_cli_flags(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["inspect", "--epoch", "1", str(tmp_path / "w.npz")]) == 2
     err = capsys.readouterr().err
     assert "--epoch 1 chooses a saved epoch" in err and "epoch=" not in err
+
+
+def test_inspect_canonical_folds_batchnorm(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = torch.nn.Sequential(torch.nn.Conv1d(2, 4, 3), torch.nn.BatchNorm1d(4)).eval()
+    torch.save(model.state_dict(), tmp_path / "m.pt")
+    assert main(["inspect", str(tmp_path / "m.pt")]) == 0
+    assert "total: 2 layers, 36 parameters" in capsys.readouterr().out  # as stored
+    assert main(["inspect", "--canonical", str(tmp_path / "m.pt")]) == 0
+    assert "total: 1 layers, 28 parameters" in capsys.readouterr().out  # BatchNorm folded

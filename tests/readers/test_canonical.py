@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from sne_plugin.readers import read_weights
+from sne_plugin.readers import read_many, read_weights
 from sne_plugin.weights import LayerKind
 
 # Measured (tests below, 3 networks x 6 forms): embeddings of the forms of one network lie
@@ -128,9 +128,10 @@ def regressor():
 
 
 def _check_agreement(regressor, forms: dict[str, object]) -> None:
-    nets = [read_weights(form) for form in forms.values()]
+    nets = read_many(list(forms.values()))  # as the estimators read them
     assert len({net.spec for net in nets}) == 1, [str(net.spec) for net in nets]
-    embeddings, predictions = regressor.transform(nets), regressor.predict(nets)
+    X = list(forms.values())
+    embeddings, predictions = regressor.transform(X), regressor.predict(X)
     for name, emb, pred in zip(forms, embeddings, predictions):
         assert np.linalg.norm(emb - embeddings[0]) < EMBED_TOL, name
         assert abs(pred - predictions[0]) < PREDICT_TOL, name
@@ -153,7 +154,7 @@ def test_dynamo_export_of_the_conv1d_net_agrees(regressor, tmp_path: Path) -> No
 
 def test_as_stored_the_forms_differ(regressor, tmp_path: Path) -> None:
     forms = _forms("conv1d-bn", tmp_path, ["onnx-legacy"])
-    stored = [read_weights(forms[k], canonical=False) for k in ("module", "onnx-legacy")]
+    stored = [read_weights(forms[k]) for k in ("module", "onnx-legacy")]  # as stored
     assert [len(net) for net in stored] == [5, 3]  # the exporter folded the two BatchNorms
     embeddings = regressor.transform(stored)
     assert np.linalg.norm(embeddings[0] - embeddings[1]) > 10 * EMBED_TOL
@@ -162,7 +163,7 @@ def test_as_stored_the_forms_differ(regressor, tmp_path: Path) -> None:
 def test_folded_layer_computes_what_conv_and_batchnorm_compute() -> None:
     torch.manual_seed(0)
     pair = _with_statistics(nn.Sequential(nn.Conv1d(2, 8, 5, bias=False), nn.BatchNorm1d(8)))
-    (layer,) = read_weights(pair).layers
+    (layer,) = read_weights(pair, canonical=True).layers
     assert layer.kind is LayerKind.CONV1D and layer.bias is not None
     x = torch.randn(3, 2, 20)
     folded = nn.functional.conv1d(x, layer.weight, layer.bias)
@@ -182,7 +183,7 @@ class _SharedOutput(nn.Module):
 
 
 def test_batchnorm_not_right_after_its_layer_is_kept() -> None:
-    net = read_weights(_with_statistics(_SharedOutput()))
+    net = read_weights(_with_statistics(_SharedOutput()), canonical=True)
     assert [layer.kind for layer in net] == [LayerKind.CONV2D, LayerKind.NORM]
 
 
@@ -193,11 +194,11 @@ def test_zero_bias_is_no_bias() -> None:
     without = nn.Linear(4, 3, bias=False)
     with torch.no_grad():
         without.weight.copy_(with_zero.weight)
-    a, b = read_weights(with_zero), read_weights(without)
+    a, b = read_many([with_zero, without])
     assert a.spec == b.spec and a.layers[0].bias is None
     torch.testing.assert_close(a.layers[0].weight, b.layers[0].weight)
-    assert read_weights(with_zero, canonical=False).layers[0].bias is not None
-    norm = read_weights(nn.Sequential(nn.LayerNorm(4)))  # a norm keeps its zero bias
+    assert read_weights(with_zero).layers[0].bias is not None  # as stored
+    (norm,) = read_many([nn.Sequential(nn.LayerNorm(4))])  # a norm keeps its zero bias
     assert norm.layers[0].bias is not None
 
 
@@ -208,5 +209,5 @@ def test_state_dict_batchnorm_without_affine_is_folded() -> None:
         model[1].running_var.uniform_(0.5, 2)
     x = torch.randn(5, 3)
     for form in (model, model.state_dict()):
-        (layer,) = read_weights(form).layers
+        (layer,) = read_weights(form, canonical=True).layers
         torch.testing.assert_close(x @ layer.weight.T + layer.bias, model(x), atol=1e-5, rtol=0)

@@ -246,12 +246,17 @@ def test_file_that_is_no_checkpoint(tmp_path: Path, content: bytes, message: str
 
 def test_npz_without_state_dict_names(tmp_path: Path) -> None:
     np.savez(tmp_path / "wb.npz", w=np.ones((3, 2)), b=np.ones(3))
-    with pytest.raises(
-        SNEError,
-        match=r"wb.npz: expected arrays named as in a state dict .*got 'w' \(shape \(3, 2\)\), "
-        r"'b' \(shape \(3,\)\); rename them",
+    hint = (
+        r"The arrays 'w' \(shape \(3, 2\)\), 'b' \(shape \(3,\)\) are not named as in a "
+        r"state dict \(NAME.weight and NAME.bias for each layer\).*rename them"
+    )
+    with pytest.raises(SNEError, match=r"wb.npz: cannot read the parameters .*" + hint):
+        read_weights(tmp_path / "wb.npz")
+    with (
+        pytest.warns(UserWarning, match="skipped unreadable"),
+        pytest.raises(SNEError, match=r"at least one readable layer.*" + hint),
     ):
-        read_weights(tmp_path / "wb.npz", strict=False)  # skipping would leave nothing
+        read_weights(tmp_path / "wb.npz", strict=False)  # skipping leaves nothing
 
 
 def test_npz_unrecognised_entry_shows_its_shape(tmp_path: Path) -> None:

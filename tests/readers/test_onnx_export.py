@@ -39,28 +39,29 @@ def test_module_and_state_dict_agree(cnn: nn.Module) -> None:
         assert _summary(from_module) == _summary(from_state)
         _assert_same_values(from_module, from_state)
         assert from_module.is_chain and from_state.is_chain  # a norm of its conv's width
-    assert _summary(read_weights(cnn, canonical=False)) == [
+    assert _summary(read_weights(cnn)) == [
         ("conv2d", "0", (4, 1, 3, 3), (4,)),
         ("norm", "1", (4,), (4,)),
         ("conv2d", "3", (6, 4, 3, 3), (6,)),
         ("dense", "7", (3, 6), (3,)),
     ]
-    assert [s[1] for s in _summary(read_weights(cnn))] == ["0", "3", "7"]  # BatchNorm folded
+    folded = read_weights(cnn, canonical=True)
+    assert [s[1] for s in _summary(folded)] == ["0", "3", "7"]  # BatchNorm folded
 
 
 def test_cnn_onnx_agrees_with_module(cnn: nn.Module, cnn_onnx) -> None:
     variant, path = cnn_onnx
-    stored, from_module = read_weights(path, canonical=False), read_weights(cnn, canonical=False)
+    stored, from_module = read_weights(path), read_weights(cnn)
     assert stored.is_chain and stored.source == str(path)
     if variant not in FOLDED:
         assert _summary(stored) == _summary(from_module)
         _assert_same_values(stored, from_module)
     # canonical: BatchNorm folded, by the exporter or by the reader
-    from_onnx = read_weights(path)
+    from_onnx = read_weights(path, canonical=True)
     expected = [layer for layer in from_module if layer.kind is not LayerKind.NORM]
     assert (
         _summary(from_onnx)
-        == _summary(read_weights(cnn))
+        == _summary(read_weights(cnn, canonical=True))
         == [
             (s.kind.value, s.name, s.weight_shape, s.bias_shape) for s in (x.spec for x in expected)
         ]
