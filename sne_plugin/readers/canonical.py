@@ -55,10 +55,11 @@ _PRODUCERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 @dataclass(frozen=True)
 class BatchNormStats:
     """One BatchNorm to fold: the layer it follows, its own layer (None without affine
-    parameters: then gamma is 1 and beta 0), and its running statistics."""
+    parameters: then gamma is 1 and beta 0), each by name or by index in the network, and
+    its running statistics."""
 
-    producer: str
-    norm: str | None
+    producer: str | int
+    norm: str | int | None
     mean: torch.Tensor
     var: torch.Tensor
     eps: float = DEFAULT_EPS
@@ -105,10 +106,13 @@ def fold_batchnorms(net: NetworkWeights, batchnorms: Sequence[BatchNormStats]) -
     """
     by_name = {layer.name: i for i, layer in enumerate(net.layers)}
     layers: list[Layer | None] = list(net.layers)
+
+    def index(ref: str | int | None) -> int | None:
+        return ref if isinstance(ref, int) else by_name.get(ref) if ref is not None else None
+
     changed = False
     for stats in batchnorms:
-        i = by_name.get(stats.producer)
-        j = by_name.get(stats.norm) if stats.norm is not None else None
+        i, j = index(stats.producer), index(stats.norm)
         producer = layers[i] if i is not None else None
         norm = layers[j] if j is not None else None
         if i is None or producer is None or (stats.norm is not None and norm is None):

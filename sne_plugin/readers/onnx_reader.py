@@ -23,8 +23,9 @@ What is read, in the graph's node order (topological by the ONNX spec):
   Which constants are parameters: dynamo exports record it (the exported program's graph
   signature, and ``folded_from`` for constants the optimizer computed), so buffers (masks,
   running statistics) and constants computed from them alone are never parameters. Legacy
-  exports record nothing: there a float constant of more than one element is a parameter
-  unless its values look like a buffer's: only 0, 1 and +-inf or the float type's extremes
+  exports record nothing: there a float initializer (not a ``Constant`` node, which the
+  exporter writes) of more than one element is a parameter unless its values look like a
+  buffer's: only 0, 1 and +-inf or the float type's extremes
   (attention masks, fills of zeros or ones; a parameter that still holds only such values,
   say a class token initialised to zeros, is taken for a buffer).
 * Names: the initializer's name without ``.weight`` when it is a real name used by one
@@ -135,7 +136,7 @@ def read_onnx(model: object, *, strict: bool = True, canonical: bool = False) ->
         graph = _Graph(proto.graph, source)
         found, skipped = graph.find_layers()
         layers = _named_layers(found, graph, source)
-        batchnorms = graph.batchnorms(found, [layer.name for layer in layers])
+        batchnorms = graph.batchnorms(found)
         is_chain = graph.is_chain()
     except SNEError:
         raise
@@ -390,6 +391,8 @@ class _Graph:
             return False
         if self.kinds:  # a dynamo export: its graph signature says
             return any(self.kinds.get(src) == "PARAMETER" for src in self._sources(name))
+        if self.origin.get(name, name) not in self.protos:
+            return False  # a Constant node's value: the exporter's, not a learned tensor
         return not _looks_like_buffer(value)
 
     def _sources(self, name: str) -> list[str]:
@@ -530,13 +533,12 @@ class _Graph:
         return self.origin.get(name, name)
 
     # BatchNorm after a layer
-    def batchnorms(self, found: list[_Found], names: list[str]) -> list[BatchNormStats]:
-        """The BatchNormalization nodes that alone take a dense or conv layer's output."""
-        if len(set(names)) != len(names):
-            return []  # folding goes by name
-        producers = {_output_of(item): name for item, name in zip(found, names)}
+    def batchnorms(self, found: list[_Found]) -> list[BatchNormStats]:
+        """The BatchNormalization nodes that alone take a dense or conv layer's output (by
+        index in ``found``: names may repeat)."""
+        producers = {_output_of(item): i for i, item in enumerate(found)}
         stats = []
-        for item, name in zip(found, names):
+        for index, item in enumerate(found):
             node = item.node
             if node.op_type != "BatchNormalization" or _int_attr(node, "training_mode", 0, self):
                 continue
@@ -550,7 +552,7 @@ class _Graph:
             stats.append(
                 BatchNormStats(
                     producers[source],
-                    name,
+                    index,
                     torch.from_numpy(mean.copy()),
                     torch.from_numpy(var.copy()),
                     eps,

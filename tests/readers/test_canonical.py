@@ -211,3 +211,42 @@ def test_state_dict_batchnorm_without_affine_is_folded() -> None:
     for form in (model, model.state_dict()):
         (layer,) = read_weights(form, canonical=True).layers
         torch.testing.assert_close(x @ layer.weight.T + layer.bias, model(x), atol=1e-5, rtol=0)
+
+
+class _Block(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1, self.b1 = nn.Conv2d(4, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4)
+        self.c2, self.b2 = nn.Conv2d(4, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x + self.b2(self.c2(torch.relu(self.b1(self.c1(x))))))
+
+
+class _Residual(nn.Module):
+    """Two blocks whose layers share names (c1, b1 ...) in a legacy export, and an Upsample
+    (whose scales a legacy export writes as a float Constant node)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up, self.stem = nn.Upsample(scale_factor=2), nn.Conv2d(3, 4, 3)
+        self.blocks, self.head = nn.Sequential(_Block(), _Block()), nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks(self.stem(self.up(x))).mean((2, 3)))
+
+
+@pytest.mark.parametrize("export", ["onnx-legacy", "onnx-legacy-unfolded"])
+def test_residual_net_reads_alike_from_module_and_legacy_export(tmp_path: Path, export) -> None:
+    torch.manual_seed(0)
+    model = _with_statistics(_Residual())
+    path = tmp_path / "r.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.randn(2, 3, 6, 6),), str(path), **EXPORTS[export])
+    from_onnx, from_module = read_many([path, model])  # strict: the Constant is no parameter
+    assert [layer.kind for layer in from_onnx] == [layer.kind for layer in from_module]
+    assert len(from_module) == 6  # stem, four convs with their BatchNorms folded, head
+    for a, b in zip(from_onnx, from_module, strict=True):
+        torch.testing.assert_close(a.weight, b.weight, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(a.bias, b.bias, atol=1e-5, rtol=1e-5)
