@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickletools
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -115,7 +116,9 @@ def check_torch_file(path: Path) -> None:
     if head.startswith(_ZIP_MAGIC):
         check_zip_expansion(path, "torch checkpoint")
         _check_pickled_objects(path)
-    elif head[0] != _PICKLE_PROTOCOL:
+    elif head[0] == _PICKLE_PROTOCOL:
+        _refuse_pickled_objects(path, _legacy_globals(path), modules_only=True)
+    else:
         raise SNEError(
             f"{path}: expected a torch checkpoint (torch.save writes a zip archive, starting "
             f"with b'PK'), got {_what_bytes(head)}"
@@ -138,9 +141,39 @@ def _check_pickled_objects(path: Path) -> None:
         unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
     except Exception:  # not a readable checkpoint: torch.load says why
         return
+    _refuse_pickled_objects(path, unsafe, modules_only=False)
+
+
+_STRING_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"}
+
+
+def _legacy_globals(path: Path) -> list[str]:
+    """The classes the pickles of a legacy (pre-zip) torch.save file name, read with
+    pickletools (nothing is unpickled): magic number, protocol, system info, the object."""
+    names: list[str] = []
+    with open(path, "rb") as handle:
+        for _ in range(4):
+            strings: list[str] = []
+            try:
+                for op, arg, _pos in pickletools.genops(handle):
+                    if op.name in _STRING_OPS:
+                        strings = [*strings[-1:], str(arg)]
+                    elif op.name == "GLOBAL":
+                        names.append(str(arg).replace(" ", "."))
+                    elif op.name == "STACK_GLOBAL" and len(strings) == 2:
+                        names.append(".".join(strings))
+            except Exception:  # not a pickle (any more): torch.load says what is wrong
+                break
+    return list(dict.fromkeys(names))
+
+
+def _refuse_pickled_objects(path: Path, unsafe: list[str], *, modules_only: bool) -> None:
+    modules = [n for n in unsafe if n.startswith(("torch.nn.modules.", "__main__."))]
+    if modules_only:  # a legacy file names its storages and builtins too: list the modules
+        unsafe = modules
     if not unsafe:
         return
-    module = any(n.startswith(("torch.nn.modules.", "__main__.")) for n in unsafe)
+    module = bool(modules)
     what = "a whole pickled module (torch.save(model))" if module else "pickled Python objects"
     listed = ", ".join(unsafe[:4]) + (f" and {len(unsafe) - 4} more" if len(unsafe) > 4 else "")
     raise SNEError(

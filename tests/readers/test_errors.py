@@ -230,6 +230,20 @@ def test_whole_pickled_module_says_what_to_do(tmp_path: Path) -> None:
     assert read_weights(path).num_params == 9  # the advice works
 
 
+def test_whole_module_in_the_legacy_format(tmp_path: Path) -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(2, 3))
+    torch.save(model, tmp_path / "old.pt", _use_new_zipfile_serialization=False)
+    with pytest.raises(SNEError) as caught:
+        read_weights(tmp_path / "old.pt")
+    assert "\x1b" not in str(caught.value)
+    assert (
+        "got a whole pickled module (torch.save(model)): it names the classes "
+        "torch.nn.modules.container.Sequential, torch.nn.modules.linear.Linear, which"
+    ) in str(caught.value)
+    torch.save(model.state_dict(), tmp_path / "old.pt", _use_new_zipfile_serialization=False)
+    assert read_weights(tmp_path / "old.pt").num_params == 9
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
