@@ -34,7 +34,12 @@ from torch import nn
 from sne_plugin.errors import SNEError, describe
 from sne_plugin.readers._common import check_torch_file
 from sne_plugin.readers._limits import check_npz_headers
-from sne_plugin.readers.canonical import BatchNormStats, module_batchnorms, state_dict_batchnorms
+from sne_plugin.readers.canonical import (
+    BatchNormStats,
+    drop_zero_biases,
+    module_batchnorms,
+    state_dict_batchnorms,
+)
 from sne_plugin.readers.canonical import canonical as canonical_form
 from sne_plugin.readers.onnx_reader import is_onnx_model, read_onnx
 from sne_plugin.readers.state_dict import read_sequence, read_state_dict, read_torch_file
@@ -78,7 +83,8 @@ def read_weights(
     ``canonical=True`` folds BatchNorm into the layer before it and drops all-zero biases
     (:mod:`sne_plugin.readers.canonical`), so that a module, its state dict and its ONNX
     exports give one network, as the estimators see it; the default: the layers as stored.
-    A ``NetworkWeights`` is returned as is.
+    A ``NetworkWeights`` is returned as is (``canonical=True``: without its zero biases; its
+    BatchNorm statistics are gone, so read networks with ``canonical=True`` to fold them).
 
     >>> from torch import nn
     >>> net = read_weights(nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(16, 2)))
@@ -91,8 +97,8 @@ def read_weights(
             f"but got {describe(obj)}, not a path"
         )
     with parameter_limit(max_parameters):
-        if isinstance(obj, NetworkWeights):
-            return obj
+        if isinstance(obj, NetworkWeights):  # already read: only its zero biases can go
+            return drop_zero_biases(obj) if canonical else obj
         net, batchnorms = _read(obj, strict=strict, epoch=epoch, canonical=canonical)
         return canonical_form(net, batchnorms) if canonical else net
 
