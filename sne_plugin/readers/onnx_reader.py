@@ -6,8 +6,9 @@ What is read, in the graph's node order (topological by the ONNX spec):
   ``alpha``/``beta`` applied; ``transA`` only moves the data), ``MatMul`` whose second
   input is a 2-d constant (the weight is stored ``(in, out)`` and is transposed to torch's
   ``(out, in)``), with the bias taken from an ``Add`` of a 1-d constant that is the
-  MatMul's only consumer; ``BatchNormalization`` (scale and B; running statistics are
-  ignored), ``LayerNormalization``, ``InstanceNormalization``, ``GroupNormalization`` and
+  MatMul's only consumer; ``BatchNormalization`` (scale and B; with ``canonical=True`` one
+  that alone takes a dense or conv layer's output is folded into it with its running
+  statistics and epsilon), ``LayerNormalization``, ``InstanceNormalization``, ``GroupNormalization`` and
   ``RMSNormalization`` as norms; ``Gather`` from a 2-d float constant as an embedding.
   Dense layers inside an ``nn.MultiheadAttention`` (dynamo exports record the module
   class) are attention layers.
