@@ -8,10 +8,10 @@ What is read, in the graph's node order (topological by the ONNX spec):
   ``(out, in)``), with the bias taken from an ``Add`` of a 1-d constant that is the
   MatMul's only consumer; ``BatchNormalization`` (scale and B; with ``canonical=True`` one
   that alone takes a dense or conv layer's output is folded into it with its running
-  statistics and epsilon), ``LayerNormalization``, ``InstanceNormalization``, ``GroupNormalization`` and
-  ``RMSNormalization`` as norms; ``Gather`` from a 2-d float constant as an embedding.
-  Dense layers inside an ``nn.MultiheadAttention`` (dynamo exports record the module
-  class) are attention layers.
+  statistics and epsilon), ``LayerNormalization``, ``InstanceNormalization``,
+  ``GroupNormalization`` and ``RMSNormalization`` as norms; ``Gather`` from a 2-d float
+  constant as an embedding. Dense layers inside an ``nn.MultiheadAttention`` (dynamo
+  exports record the module class) are attention layers.
 * Constants are initializers, ``Constant`` nodes, and the outputs of ``Identity``,
   ``Cast``, ``Transpose`` and ``DequantizeLinear`` (QDQ weights, per-tensor or per-axis
   scale and zero point) applied to constants. Integer constants (shapes, axes) are
