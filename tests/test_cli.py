@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -99,3 +100,37 @@ def test_zoo_messages_name_the_flag(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert f"under --root {tmp_path})" in capsys.readouterr().err
     assert main(["zoo", "build", str(tmp_path / "z"), "--epochs", "0,x"]) == 2
     assert "expected --epochs as comma-separated integers" in capsys.readouterr().err
+
+
+def _run_into_closed_pipe(argv: list[str]) -> tuple[int, str]:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader has gone before the first byte, as `| head` may
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "sne_plugin.cli", *argv],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    return result.returncode, result.stderr
+
+
+@pytest.mark.slow  # a subprocess per command, most importing torch: seconds each
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_help_into_a_closed_pipe_is_quiet(command: str) -> None:
+    code, err = _run_into_closed_pipe([command, "--help"])
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    assert code in (0, 141)
+
+
+@pytest.mark.slow
+def test_zoo_info_into_a_closed_pipe_is_quiet(tmp_path: Path) -> None:
+    from sne_plugin.research.zoo.build import build_zoo
+
+    build_zoo(tmp_path / "z", "mlp_d1", n_models=1, epochs=(0, 1), workers=1, progress=False)
+    code, err = _run_into_closed_pipe(["zoo", "info", str(tmp_path / "z")])
+    assert (code, err) == (141, "")

@@ -10,7 +10,6 @@ epochs of one model (keys ``epoch{e}/{name}``); one epoch of it is read, the las
 from __future__ import annotations
 
 import csv
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,11 +28,9 @@ __all__ = [
     "read_file",
     "read_networks",
     "read_targets",
-    "saved_epochs",
 ]
 
 MODEL_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".onnx", ".npz")
-_EPOCH_KEY = re.compile(r"epoch(\d+)/(.+)")
 
 
 @dataclass
@@ -46,39 +43,16 @@ class Networks:
     zoo_targets: list[float] | None = field(default_factory=list)
 
 
-def saved_epochs(path: Path) -> list[int]:
-    """The epochs a zoo ``.npz`` holds (sorted), or ``[]`` for any other file."""
-    if path.suffix.lower() != ".npz":
-        return []
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            keys = list(archive.files)
-    except Exception:
-        return []  # the reader reports what is wrong with the file
-    matches = [_EPOCH_KEY.fullmatch(k) for k in keys]
-    if not keys or not all(matches):
-        return []
-    return sorted({int(m.group(1)) for m in matches if m})
+def read_file(
+    path: Path, *, strict: bool = True, epoch: int | None = None, canonical: bool = True
+) -> NetworkWeights:
+    """One network from a model file, in the canonical form the estimators encode unless
+    ``canonical=False``; for a zoo ``.npz``, the weights of one saved epoch (``epoch``
+    applies to ``.npz`` files only, so that it can also name a zoo folder's)."""
+    from sne_plugin.readers import read_weights
 
-
-def read_file(path: Path, *, strict: bool = True, epoch: int | None = None) -> NetworkWeights:
-    """One network from a model file; for a zoo ``.npz``, the weights of one saved epoch."""
-    epochs = saved_epochs(path)
-    if not epochs:
-        from sne_plugin.readers import read_weights
-
-        return read_weights(path, strict=strict)
-    chosen = epochs[-1] if epoch is None else epoch
-    if chosen not in epochs:
-        raise SNEError(f"{path}: no weights saved at epoch {chosen}; saved epochs: {epochs}")
-    from sne_plugin.readers.state_dict import read_state_dict
-
-    prefix = f"epoch{chosen}/"
-    with np.load(path, allow_pickle=False) as archive:
-        state = {k[len(prefix) :]: archive[k] for k in archive.files if k.startswith(prefix)}
-    net = read_state_dict(state, strict=strict, source=f"{path} (epoch {chosen} of {epochs})")
-    net.meta.update(epoch=chosen)
-    return net
+    epoch = epoch if path.suffix.lower() == ".npz" else None
+    return read_weights(path, strict=strict, epoch=epoch, canonical=canonical)
 
 
 def _zoo(path: Path, epoch: int | None, key: str) -> tuple[list[str], list[Any], list[float]]:

@@ -10,8 +10,9 @@ from sne_plugin.cli import HelpFormatter
 
 __all__ = ["STRICT_FLAGS", "add_epoch_option", "add_strict_option", "register"]
 
-# What the readers' messages call `strict=False` is `--no-strict` on the command line.
-STRICT_FLAGS = ((r"\bstrict=False\b", "--no-strict"),)
+# What the readers' messages call `strict=False` and `epoch=N` are `--no-strict` and
+# `--epoch N` on the command line.
+STRICT_FLAGS = ((r"\bstrict=False\b", "--no-strict"), (r"\bepoch=", "--epoch "))
 
 _DESCRIPTION = """\
 Read a model file and list its layers as SNE sees them: kind, name, weight and bias
@@ -20,7 +21,11 @@ chain (an MLP or a CNN without skip connections).
 
 Reads .onnx, torch files (.pt/.pth/.ckpt/.bin: a state dict, a checkpoint holding one, or a
 whole pickled module) and .npz archives of named arrays. A zoo's weights/NNNNNN.npz holds
-several saved epochs of one model: the last is read unless --epoch names another."""
+several saved epochs of one model: the last is read unless --epoch names another.
+
+The layers are listed as stored; --canonical lists them as `sne fit`, `sne predict` and the
+estimators encode them: BatchNorm folded into the dense or conv layer it follows, all-zero
+biases of dense, conv and attention layers dropped (so a module and its ONNX export agree)."""
 
 
 def add_strict_option(parser: argparse.ArgumentParser) -> None:
@@ -53,6 +58,11 @@ def register(subparsers: Any, help_text: str) -> None:
     parser.add_argument("model", help="path to the model file")
     add_strict_option(parser)
     add_epoch_option(parser)
+    parser.add_argument(
+        "--canonical",
+        action="store_true",
+        help="list the canonical form SNE encodes (BatchNorm folded, zero biases dropped)",
+    )
     parser.set_defaults(func=_run)
 
 
@@ -60,5 +70,8 @@ def _run(args: argparse.Namespace) -> int:
     from sne_plugin.commands._networks import read_file
     from sne_plugin.readers.cli import format_table
 
-    print(format_table(read_file(Path(args.model), strict=args.strict, epoch=args.epoch)))
+    net = read_file(
+        Path(args.model), strict=args.strict, epoch=args.epoch, canonical=args.canonical
+    )
+    print(format_table(net))
     return 0

@@ -6,19 +6,29 @@ What is read, in the graph's node order (topological by the ONNX spec):
   ``alpha``/``beta`` applied; ``transA`` only moves the data), ``MatMul`` whose second
   input is a 2-d constant (the weight is stored ``(in, out)`` and is transposed to torch's
   ``(out, in)``), with the bias taken from an ``Add`` of a 1-d constant that is the
-  MatMul's only consumer; ``BatchNormalization`` (scale and B; running statistics are
-  ignored), ``LayerNormalization``, ``InstanceNormalization``, ``GroupNormalization`` and
-  ``RMSNormalization`` as norms; ``Gather`` from a 2-d float constant as an embedding.
-  Dense layers inside an ``nn.MultiheadAttention`` (dynamo exports record the module
-  class) are attention layers.
+  MatMul's only consumer; ``BatchNormalization`` (scale and B; with ``canonical=True`` one
+  that alone takes a dense or conv layer's output is folded into it with its running
+  statistics and epsilon), ``LayerNormalization``, ``InstanceNormalization``,
+  ``GroupNormalization`` and ``RMSNormalization`` as norms; ``Gather`` from a 2-d float
+  constant as an embedding. Dense layers inside an ``nn.MultiheadAttention`` (dynamo
+  exports record the module class) are attention layers.
 * Constants are initializers, ``Constant`` nodes, and the outputs of ``Identity``,
   ``Cast``, ``Transpose`` and ``DequantizeLinear`` (QDQ weights, per-tensor or per-axis
   scale and zero point) applied to constants. Integer constants (shapes, axes) are
   never weights.
-* Any other op holding a float constant of more than one element (a learned positional
-  embedding added to the data, a layer-scale ``Mul``, ``PRelu``) is unreadable: an
-  ``SNEError`` under ``strict``, else a warning. Ops that only reshape or resample data
-  (``Reshape``, ``Resize``, ``Pad``, ``Clip`` ...) are not checked.
+* Any other op that uses a *parameter* (a learned positional embedding added to the data, a
+  layer-scale ``Mul``, ``PRelu``, a class token concatenated to the data) is unreadable: an
+  ``SNEError`` under ``strict``, else a warning. A parameter is followed through ops that
+  only move or reshape it (``Expand``, ``Reshape``, ``Tile``, ``Slice`` ...) to the op that
+  uses it, so a token expanded to the batch and concatenated is caught at the ``Concat``.
+  Which constants are parameters: dynamo exports record it (the exported program's graph
+  signature, and ``folded_from`` for constants the optimizer computed), so buffers (masks,
+  running statistics) and constants computed from them alone are never parameters. Legacy
+  exports record nothing: there a float initializer (not a ``Constant`` node, which the
+  exporter writes) of more than one element is a parameter unless its values look like a
+  buffer's: only 0, 1 and +-inf or the float type's extremes
+  (attention masks, fills of zeros or ones; a parameter that still holds only such values,
+  say a class token initialised to zeros, is taken for a buffer).
 * Names: the initializer's name without ``.weight`` when it is a real name used by one
   layer; otherwise the torch module path from ``pkg.torch.onnx.name_scopes`` (dynamo
   exports), else the node's name (legacy ``/fc1/Gemm`` gives ``fc1``).
@@ -46,6 +56,7 @@ import torch
 from sne_plugin._imports import optional_import
 from sne_plugin.errors import SNEError
 from sne_plugin.readers._common import Skipped, finish, make_layer
+from sne_plugin.readers.canonical import BatchNormStats, fold_batchnorms
 from sne_plugin.weights import Layer, LayerKind, NetworkWeights
 
 __all__ = ["is_onnx_model", "read_onnx"]
@@ -82,7 +93,14 @@ _NOT_WEIGHTS = {
     "Shape",
     "Size",
 }
+_MOVES = _NOT_WEIGHTS - _SHAPE_READS | {"Identity", "Cast", "Transpose", "DequantizeLinear"}
+"""Ops that pass their first input on (moved, reshaped, cast); later inputs are settings."""
 _GENERATED = re.compile(r"_?val_\d+|.*::.*|/.*|\d+|")
+_SIGNATURE = "pkg.torch.export.ExportedProgram.graph_signature"
+_SIGNATURE_LINE = re.compile(r"^\s*\S+: ([A-Z_]+) target='([^']*)'", re.MULTILINE)
+_INPUT_KIND = "pkg.torch.export.graph_signature.InputSpec.kind"
+_FOLDED_FROM = "pkg.onnxscript.optimizer.folded_from"
+_MAX_SIGNATURE = 1 << 24  # characters: one line per parameter and buffer
 _MHA_CLASS = "torch.nn.modules.activation.MultiheadAttention"
 
 
@@ -96,8 +114,12 @@ def is_onnx_model(obj: object) -> bool:
     return cls.__name__ == "ModelProto" and cls.__module__.startswith("onnx")
 
 
-def read_onnx(model: object, *, strict: bool = True) -> NetworkWeights:
+def read_onnx(model: object, *, strict: bool = True, canonical: bool = False) -> NetworkWeights:
     """The layers of an ONNX model or ``.onnx`` file (see the module docstring).
+
+    With ``canonical`` a ``BatchNormalization`` that alone takes a dense or conv layer's
+    output is folded into it, as the exporters' default settings do
+    (:mod:`sne_plugin.readers.canonical`).
 
     >>> import onnx, numpy as np
     >>> from onnx import helper, numpy_helper
@@ -115,6 +137,7 @@ def read_onnx(model: object, *, strict: bool = True) -> NetworkWeights:
         graph = _Graph(proto.graph, source)
         found, skipped = graph.find_layers()
         layers = _named_layers(found, graph, source)
+        batchnorms = graph.batchnorms(found)
         is_chain = graph.is_chain()
     except SNEError:
         raise
@@ -123,7 +146,8 @@ def read_onnx(model: object, *, strict: bool = True) -> NetworkWeights:
             f"{source}: could not read the ONNX graph ({type(exc).__name__}: {_first_line(exc)})"
         ) from None
     meta: dict[str, object] = {"format": "onnx", "producer": proto.producer_name}
-    return finish(layers, skipped, source=source, strict=strict, is_chain=is_chain, meta=meta)
+    net = finish(layers, skipped, source=source, strict=strict, is_chain=is_chain, meta=meta)
+    return fold_batchnorms(net, batchnorms) if canonical else net
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -194,6 +218,7 @@ class _Found:
     bias: np.ndarray | None
     origin: str
     groups: int = 1
+    output: str = ""  # the tensor that carries the layer's result (after a MatMul's bias Add)
 
 
 class _Graph:
@@ -212,6 +237,8 @@ class _Graph:
         # One list of node objects, held for the reader's life: protobuf may hand out a new
         # wrapper (with a recycled id) on each access to graph.node, and ids mark nodes here.
         self.nodes: list[Any] = list(graph.node)
+        self.kinds, self.folded_from = _export_records(graph)
+        self.parameter_cache: dict[str, bool] = {}
         for node in self.nodes:
             for name in node.input:
                 self.consumers.setdefault(name, []).append(node)
@@ -352,22 +379,68 @@ class _Graph:
         )
         return (centred * scale.astype(np.float64).reshape(shape)).astype(scale.dtype)
 
+    # parameters and buffers
+    def is_parameter(self, name: str) -> bool:
+        """Whether the constant ``name`` is (or was computed from) a learned parameter."""
+        if name not in self.parameter_cache:
+            self.parameter_cache[name] = self._is_parameter(name)
+        return self.parameter_cache[name]
+
+    def _is_parameter(self, name: str) -> bool:
+        value = self.float_const(name) if self.has(name) else None
+        if value is None or value.size <= 1:
+            return False
+        if self.kinds:  # a dynamo export: its graph signature says
+            return any(self.kinds.get(src) == "PARAMETER" for src in self._sources(name))
+        if self.origin.get(name, name) not in self.protos:
+            return False  # a Constant node's value: the exporter's, not a learned tensor
+        return not _looks_like_buffer(value)
+
+    def _sources(self, name: str) -> list[str]:
+        origin = self.origin.get(name, name)
+        return self.folded_from.get(origin) or self.folded_from.get(name) or [origin]
+
     # layers
     def find_layers(self) -> tuple[list[_Found], Skipped]:
         found: list[_Found] = []
         used_adds: set[int] = set()
+        carried: dict[str, list[str]] = {}  # tensor -> parameters it carries, not yet used
         for node in self.nodes:
             if id(node) in self.folded or id(node) in used_adds:
                 continue
             layer = self._guarded(node, lambda n: self._layer(n, used_adds))
             if layer is not None:
                 found.append(layer)
-            elif node.op_type not in _NOT_WEIGHTS and self._holds_weights(node):
-                self.skipped.add(_node_label(node), f"ONNX {node.op_type}")
+            else:
+                self._follow_parameters(node, carried)
+        for out in self.graph.output:
+            if carried.get(out.name):
+                self.skipped.add(out.name, f"graph output carrying {_listed(carried[out.name])}")
         return found, self.skipped
 
-    def _holds_weights(self, node: Any) -> bool:
-        return any((v := self.float_const(name)) is not None and v.size > 1 for name in node.input)
+    def _follow_parameters(self, node: Any, carried: dict[str, list[str]]) -> None:
+        """Pass the parameters a moving op carries on; report those any other op uses."""
+        if node.op_type in _SHAPE_READS:
+            return
+        inputs = list(node.input)
+        used = [self._parameters_in(name, carried) for name in inputs]
+        if node.op_type in _MOVES:
+            if used and used[0]:
+                for out in node.output:
+                    carried[out] = used[0]
+            return
+        params = [p for group in used for p in group]
+        if params:
+            self.skipped.add(_node_label(node), f"ONNX {node.op_type} of {_listed(params)}")
+
+    def _parameters_in(self, name: str, carried: dict[str, list[str]]) -> list[str]:
+        if not name:
+            return []
+        if not self.is_parameter(name):
+            return carried.get(name, [])
+        if self.kinds:  # name the parameters the constant was computed from
+            return [src for src in self._sources(name) if self.kinds.get(src) == "PARAMETER"]
+        return [self.origin.get(name, name)]
 
     def _layer(self, node: Any, used_adds: set[int]) -> _Found | None:
         op = node.op_type
@@ -421,9 +494,11 @@ class _Graph:
         weight = b.T
         output = node.output[0] if node.output else ""
         bias, add = self._following_bias(output, weight.shape[0]) if output else (None, None)
+        found = _Found(LayerKind.DENSE, node, weight, bias, self.origin_of(node, 1))
         if add is not None:
             used_adds.add(id(add))
-        return _Found(LayerKind.DENSE, node, weight, bias, self.origin_of(node, 1))
+            found.output = add.output[0] if add.output else ""
+        return found
 
     def _following_bias(self, output: str, width: int) -> tuple[np.ndarray | None, Any]:
         users = self.consumers.get(output, [])
@@ -458,6 +533,34 @@ class _Graph:
         name = node.input[index]
         return self.origin.get(name, name)
 
+    # BatchNorm after a layer
+    def batchnorms(self, found: list[_Found]) -> list[BatchNormStats]:
+        """The BatchNormalization nodes that alone take a dense or conv layer's output (by
+        index in ``found``: names may repeat)."""
+        producers = {_output_of(item): i for i, item in enumerate(found)}
+        stats = []
+        for index, item in enumerate(found):
+            node = item.node
+            if node.op_type != "BatchNormalization" or _int_attr(node, "training_mode", 0, self):
+                continue
+            source = node.input[0] if node.input else ""
+            mean, var = self._input(node, 3), self._input(node, 4)
+            if source not in producers or len(self.consumers.get(source, [])) != 1:
+                continue
+            if mean is None or var is None:
+                continue
+            eps = _float_attr(node, "epsilon", 1e-5, self)
+            stats.append(
+                BatchNormStats(
+                    producers[source],
+                    index,
+                    torch.from_numpy(mean.copy()),
+                    torch.from_numpy(var.copy()),
+                    eps,
+                )
+            )
+        return stats
+
     # topology
     def is_chain(self) -> bool:
         static = set(self.protos) | set(self.arrays)
@@ -474,6 +577,39 @@ class _Graph:
                 return False
             uses.update(data)
         return all(count <= 1 for count in uses.values())
+
+
+def _export_records(graph: Any) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """What a dynamo export records: each input's kind (PARAMETER, BUFFER ...) by name, and
+    the constants each optimizer-computed constant was folded from; empty for others."""
+    kinds: dict[str, str] = {}
+    for prop in getattr(graph, "metadata_props", ()):
+        if prop.key == _SIGNATURE and len(prop.value) <= _MAX_SIGNATURE:
+            kinds.update((target, kind) for kind, target in _SIGNATURE_LINE.findall(prop.value))
+    folded: dict[str, list[str]] = {}
+    for value in [*graph.input, *graph.value_info]:
+        for prop in getattr(value, "metadata_props", ()):
+            if prop.key == _INPUT_KIND:
+                kinds[value.name] = prop.value
+            elif prop.key == _FOLDED_FROM:
+                folded[value.name] = _string_list(prop.value)
+    return kinds, folded
+
+
+def _output_of(item: _Found) -> str:
+    return item.output or (item.node.output[0] if item.node.output else "")
+
+
+def _looks_like_buffer(value: np.ndarray) -> bool:
+    """Only 0, 1, +-inf or the dtype's extremes: a mask or a fill, not a learned tensor."""
+    info = np.finfo(value.dtype)
+    flat = value.reshape(-1)
+    return bool(np.isin(flat, [0.0, 1.0, np.inf, -np.inf, info.min, info.max]).all())
+
+
+def _listed(names: list[str]) -> str:
+    unique = list(dict.fromkeys(names))
+    return ", ".join(repr(n) for n in unique[:4]) + (" ..." if len(unique) > 4 else "")
 
 
 _FLOAT, _INT, _INTS = 1, 2, 7  # AttributeProto.AttributeType

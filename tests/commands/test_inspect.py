@@ -91,7 +91,7 @@ def _zoo_file(path: Path, epochs: tuple[int, ...]) -> Path:
     arrays = {}
     for e in epochs:
         arrays[f"epoch{e}/fc.weight"] = np.full((3, 2), float(e), np.float32)
-        arrays[f"epoch{e}/fc.bias"] = np.zeros(3, np.float32)
+        arrays[f"epoch{e}/fc.bias"] = np.ones(3, np.float32)
     np.savez(path, **arrays)
     return path
 
@@ -108,3 +108,37 @@ def test_inspect_zoo_file_reads_one_epoch(
     assert "(epoch 1 of [0, 1, 4])" in capsys.readouterr().out
     assert main(["inspect", "--epoch", "2", str(path)]) == 2
     assert "no weights saved at epoch 2; saved epochs: [0, 1, 4]" in capsys.readouterr().err
+
+
+def test_read_weights_reads_one_epoch_of_a_built_zoo(tmp_path: Path) -> None:
+    from sne_plugin.readers import read_weights
+    from sne_plugin.research.zoo.build import build_zoo
+
+    build_zoo(tmp_path / "z", "mlp_d1", n_models=1, epochs=(0, 1), workers=1, progress=False)
+    path = tmp_path / "z" / "weights" / "000000.npz"
+    with np.load(path) as archive:
+        per_epoch = sum(k.startswith("epoch1/") for k in archive.files)
+    last, first = read_weights(path), read_weights(path, epoch=0)
+    assert last.source == f"{path} (epoch 1 of [0, 1])" and last.meta["epoch"] == 1
+    assert len(last) == len(first) and 2 * len(last) >= per_epoch  # one epoch, not both
+    assert not torch.equal(last.layers[0].weight, first.layers[0].weight)
+    with pytest.raises(Exception, match=r"no weights saved at epoch 5; saved epochs: \[0, 1\]"):
+        read_weights(path, epoch=5)
+
+
+def test_messages_name_the_cli_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    np.savez(tmp_path / "w.npz", **{"fc.weight": np.ones((3, 2))})
+    assert main(["inspect", "--epoch", "1", str(tmp_path / "w.npz")]) == 2
+    err = capsys.readouterr().err
+    assert "--epoch 1 chooses a saved epoch" in err and "epoch=" not in err
+
+
+def test_inspect_canonical_folds_batchnorm(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = torch.nn.Sequential(torch.nn.Conv1d(2, 4, 3), torch.nn.BatchNorm1d(4)).eval()
+    torch.save(model.state_dict(), tmp_path / "m.pt")
+    assert main(["inspect", str(tmp_path / "m.pt")]) == 0
+    assert "total: 2 layers, 36 parameters" in capsys.readouterr().out  # as stored
+    assert main(["inspect", "--canonical", str(tmp_path / "m.pt")]) == 0
+    assert "total: 1 layers, 28 parameters" in capsys.readouterr().out  # BatchNorm folded

@@ -59,7 +59,9 @@ def test_corrupt_or_truncated_onnx(tmp_path: Path, content: bytes | str) -> None
 
 
 def test_corrupt_torch_checkpoint(tmp_path: Path) -> None:
-    (tmp_path / "bad.pt").write_bytes(b"garbage")
+    torch.save({"fc.weight": torch.ones(64, 64)}, tmp_path / "good.pt")
+    data = (tmp_path / "good.pt").read_bytes()
+    (tmp_path / "bad.pt").write_bytes(data[: len(data) // 2])  # a zip cut short
     with pytest.raises(
         SNEError, match=r"bad.pt: expected a torch checkpoint readable with weights_only=True"
     ):
@@ -213,3 +215,75 @@ def test_onnx_is_imported_only_when_an_onnx_model_is_read() -> None:
         "sys.exit(int('onnx' in sys.modules))"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False, timeout=120).returncode == 0
+
+
+def test_whole_pickled_module_says_what_to_do(tmp_path: Path) -> None:
+    path = tmp_path / "whole.pt"
+    torch.save(torch.nn.Sequential(torch.nn.Linear(2, 3)), path)
+    with pytest.raises(SNEError) as caught:
+        read_weights(path)
+    text = str(caught.value)
+    assert "\x1b" not in text  # torch's own message carries ANSI escape codes
+    assert "got a whole pickled module (torch.save(model))" in text
+    assert "torch.nn.modules.container.Sequential" in text
+    assert "(1) re-save the weights alone, torch.save(model.state_dict(), PATH)" in text
+    assert "(2) only if you trust the file's source" in text and "read_weights(model)" in text
+    torch.save(torch.nn.Sequential(torch.nn.Linear(2, 3)).state_dict(), path)
+    assert read_weights(path).num_params == 9  # the advice works
+
+
+def test_whole_module_in_the_legacy_format(tmp_path: Path) -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(2, 3))
+    torch.save(model, tmp_path / "old.pt", _use_new_zipfile_serialization=False)
+    with pytest.raises(SNEError) as caught:
+        read_weights(tmp_path / "old.pt")
+    assert "\x1b" not in str(caught.value)
+    assert (
+        "got a whole pickled module (torch.save(model)): it names the classes "
+        "torch.nn.modules.container.Sequential, torch.nn.modules.linear.Linear, which"
+    ) in str(caught.value)
+    torch.save(model.state_dict(), tmp_path / "old.pt", _use_new_zipfile_serialization=False)
+    assert read_weights(tmp_path / "old.pt").num_params == 9
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"hello, this is text\n", r"got a text file \(it starts with 'hello, this is text'\)"),
+        (b"", r"expected a torch checkpoint, got an empty file \(0 bytes\)"),
+        (b"\x00\x01\xff\xfe binary", r"neither a zip archive nor a pickle \(it starts with b'"),
+    ],
+)
+def test_file_that_is_no_checkpoint(tmp_path: Path, content: bytes, message: str) -> None:
+    (tmp_path / "w.pt").write_bytes(content)
+    with pytest.raises(SNEError, match=message):
+        read_weights(tmp_path / "w.pt")
+
+
+def test_npz_without_state_dict_names(tmp_path: Path) -> None:
+    np.savez(tmp_path / "wb.npz", w=np.ones((3, 2)), b=np.ones(3))
+    hint = (
+        r"The arrays 'w' \(shape \(3, 2\)\), 'b' \(shape \(3,\)\) are not named as in a "
+        r"state dict \(NAME.weight and NAME.bias for each layer\).*rename them"
+    )
+    with pytest.raises(SNEError, match=r"wb.npz: cannot read the parameters .*" + hint):
+        read_weights(tmp_path / "wb.npz")
+    with (
+        pytest.warns(UserWarning, match="skipped unreadable"),
+        pytest.raises(SNEError, match=r"at least one readable layer.*" + hint),
+    ):
+        read_weights(tmp_path / "wb.npz", strict=False)  # skipping leaves nothing
+
+
+def test_npz_unrecognised_entry_shows_its_shape(tmp_path: Path) -> None:
+    np.savez(tmp_path / "w.npz", **{"fc.weight": np.ones((3, 2)), "pos": np.ones((4, 2))})
+    with pytest.raises(SNEError, match=r"'pos' \(unrecognised entry of shape \(4, 2\)\)"):
+        read_weights(tmp_path / "w.npz")
+
+
+def test_epoch_of_a_file_without_epochs(tmp_path: Path) -> None:
+    np.savez(tmp_path / "w.npz", **{"fc.weight": np.ones((3, 2))})
+    with pytest.raises(SNEError, match=r"epoch=1 chooses a saved epoch .*holds one network"):
+        read_weights(tmp_path / "w.npz", epoch=1)
+    with pytest.raises(SNEError, match=r"epoch=1 chooses .*got torch.nn.modules.linear.Linear"):
+        read_weights(torch.nn.Linear(2, 2), epoch=1)

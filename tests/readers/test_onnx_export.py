@@ -33,30 +33,39 @@ def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tens
 
 
 def test_module_and_state_dict_agree(cnn: nn.Module) -> None:
-    from_module, from_state = read_weights(cnn), read_weights(cnn.state_dict())
-    assert _summary(from_module) == _summary(from_state)
-    assert _summary(from_module) == [
+    for canonical in (False, True):
+        from_module = read_weights(cnn, canonical=canonical)
+        from_state = read_weights(cnn.state_dict(), canonical=canonical)
+        assert _summary(from_module) == _summary(from_state)
+        _assert_same_values(from_module, from_state)
+        assert from_module.is_chain and from_state.is_chain  # a norm of its conv's width
+    assert _summary(read_weights(cnn)) == [
         ("conv2d", "0", (4, 1, 3, 3), (4,)),
         ("norm", "1", (4,), (4,)),
         ("conv2d", "3", (6, 4, 3, 3), (6,)),
         ("dense", "7", (3, 6), (3,)),
     ]
-    _assert_same_values(from_module, from_state)
-    assert from_module.is_chain and from_state.is_chain  # a norm of its conv's width: a chain
+    folded = read_weights(cnn, canonical=True)
+    assert [s[1] for s in _summary(folded)] == ["0", "3", "7"]  # BatchNorm folded
 
 
 def test_cnn_onnx_agrees_with_module(cnn: nn.Module, cnn_onnx) -> None:
     variant, path = cnn_onnx
-    from_onnx, from_module = read_weights(path), read_weights(cnn)
-    assert from_onnx.is_chain and from_onnx.source == str(path)
+    stored, from_module = read_weights(path), read_weights(cnn)
+    assert stored.is_chain and stored.source == str(path)
     if variant not in FOLDED:
-        assert _summary(from_onnx) == _summary(from_module)
-        _assert_same_values(from_onnx, from_module)
-        return
+        assert _summary(stored) == _summary(from_module)
+        _assert_same_values(stored, from_module)
+    # canonical: BatchNorm folded, by the exporter or by the reader
+    from_onnx = read_weights(path, canonical=True)
     expected = [layer for layer in from_module if layer.kind is not LayerKind.NORM]
-    assert _summary(from_onnx) == [
-        (s.kind.value, s.name, s.weight_shape, s.bias_shape) for s in (x.spec for x in expected)
-    ]
+    assert (
+        _summary(from_onnx)
+        == _summary(read_weights(cnn, canonical=True))
+        == [
+            (s.kind.value, s.name, s.weight_shape, s.bias_shape) for s in (x.spec for x in expected)
+        ]
+    )
     weight, bias = _fold(cnn[0], cnn[1])
     torch.testing.assert_close(from_onnx.layers[0].weight, weight, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(from_onnx.layers[0].bias, bias, atol=1e-5, rtol=1e-5)

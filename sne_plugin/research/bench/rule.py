@@ -98,7 +98,9 @@ def simulate(values: np.ndarray, score: Score, rule: Rule) -> tuple[int, float, 
             side = curve_features(now, prev, best, steps / planned)
             s = score(side)
             # own row last in ``rows``
-            pct = rule.early_percentile if early else rule.at(k)
+            pct = (
+                rule.at(k) if not early or rule.early_percentile is None else rule.early_percentile
+            )
             if s[i] < np.percentile(s[:i], pct):
                 break
         else:

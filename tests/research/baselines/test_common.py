@@ -15,7 +15,7 @@ def test_network_weights_pass_through():
 
 
 def test_pair_lists_are_read():
-    pairs = [(torch.ones(5, 4), torch.zeros(5)), (torch.ones(2, 5), None)]
+    pairs = [(torch.ones(5, 4), torch.full((5,), 0.1)), (torch.ones(2, 5), None)]
     nets = as_networks([pairs, NetworkWeights.from_pairs(pairs)])
     assert [net.num_params for net in nets] == [35, 35]
 
