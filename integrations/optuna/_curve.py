@@ -12,7 +12,9 @@ predictor's head. At step ``k`` of a trial:
    ranked among the rows (values oriented by the study's direction), and its progress: that
    step over the largest last step of the COMPLETE trials (unknown before one completes);
 3. the trial is pruned when its score ranks below the ``percentile``-th percentile of its
-   peers' scores, once there are ``n_min_trials`` peers.
+   peers' scores, once there are ``n_min_trials`` peers; with fewer, but at least
+   ``n_early_trials``, below the ``early_percentile``-th (a lenient rule for the first
+   trials of a search: by default 25 from 3 peers; ``None`` waits for ``n_min_trials``).
 
 Fine-tuning (``online=True``, the default): every ``refit_every`` more finished trials, a copy
 of the shipped predictor is tuned on the study's finished trials: each one's rows at every
@@ -68,6 +70,8 @@ class CurveEngine:
         n_warmup_steps: int,
         n_min_trials: int,
         refit_every: int,
+        early_percentile: float | None = None,
+        n_early_trials: int = 3,
         fine_tune_epochs: int,
         read: Callable[[FrozenTrial, int], NetworkWeights | None],
         drop: Callable[[int, int], None],
@@ -78,6 +82,8 @@ class CurveEngine:
         self.percentile = percentile
         self.n_warmup_steps = n_warmup_steps
         self.n_min_trials = n_min_trials
+        self.early_percentile = early_percentile
+        self.n_early_trials = n_early_trials
         self.refit_every = refit_every
         self.fine_tune_epochs = fine_tune_epochs
         self._read = read
@@ -117,14 +123,17 @@ class CurveEngine:
             for r in [_peer(t, step, sign)]
             if r is not None
         ]
-        if len(peers) < self.n_min_trials:
+        if len(peers) < self._fewest():
             return False
         self._maybe_fine_tune(trials, sign)
         rows = [own, *peers]
         z = self._embed(rows, {own.key: net} if net is not None else {})
         keep = [i for i, r in enumerate(rows) if r.key in z]
-        if 0 not in keep or len(keep) - 1 < self.n_min_trials:
+        if 0 not in keep or len(keep) - 1 < self._fewest():
             return False
+        percentile = self.percentile
+        if len(keep) - 1 < self.n_min_trials and self.early_percentile is not None:
+            percentile = self.early_percentile
         rows = [rows[i] for i in keep]
         side = _features(rows, _planned(trials))
         try:
@@ -136,7 +145,13 @@ class CurveEngine:
         if not np.isfinite(scores).all():
             warn(f"the pretrained predictor gave non-finite scores at trial {trial.number}")
             return False
-        return bool(scores[0] < np.percentile(scores[1:], self.percentile))
+        return bool(scores[0] < np.percentile(scores[1:], percentile))
+
+    def _fewest(self) -> int:
+        """The fewest peers a decision needs (the early rule's, when there is one)."""
+        if self.early_percentile is None:
+            return self.n_min_trials
+        return min(self.n_min_trials, self.n_early_trials)
 
     # ------------------------------------------------------------------ embeddings
     def _embed(self, rows: list[_Row], nets: dict[_Key, NetworkWeights]) -> dict[_Key, np.ndarray]:

@@ -54,15 +54,19 @@ class SNEPruner(BasePruner):
     ``integrations/optuna/_curve.py``) and prunes it when that score ranks below the
     ``percentile``-th percentile of its peers' scores (default 80: the rule chosen on the
     meta-zoo, never on a benchmark search), once ``n_min_trials`` peers reached ``k`` or
-    ended before it. As trials finish, a copy is fine-tuned on them every ``refit_every``
+    ended before it. Before that, from ``n_early_trials`` peers on, a lenient rule already
+    stops the clearly worst: below the ``early_percentile``-th percentile of the few peers
+    (default 25 from 3 peers, also chosen on the meta-zoo; ``None``: wait for
+    ``n_min_trials``). These two apply to the pretrained (curve-aware) path only.
+    As trials finish, a copy is fine-tuned on them every ``refit_every``
     (``online=False``: zero-shot only).
 
     **What the default promises** (measured, not guaranteed: BENCHMARKS.md, "Pruning searches
-    it has never seen"). On 81 searches cut from the meta-zoo (16 or 32 trials of 8 epochs;
-    ``python -m sne_plugin.research.bench.rule``), the default rule trained 46.6% of the
-    unpruned epochs, lost 0.17 points of best accuracy on average, and stopped the trial that
-    would have ended best in 6% of the searches. ``percentile`` is the lever: 75 stopped it in
-    2% (49.6% of the epochs), 85 in 12% (44.9%), 90 in 21% (42.0%). On three searches of
+    it has never seen"). On 99 searches cut from the meta-zoo (16 or 32 trials of 8 epochs;
+    ``python -m sne_plugin.research.bench.rule``), the default rule trained 43.1% of the
+    unpruned epochs, lost 0.15 points of best accuracy on average, and stopped the trial that
+    would have ended best in 7% of the searches. ``percentile`` is the lever: 75 stopped it in
+    4% (46.1% of the epochs), 85 in 12% (41.4%), 90 in 20% (38.6%). On three searches of
     datasets and families it never saw, the default stopped the eventual best in 1 of 10
     seeds (1-D CNN), 2 of 10 (residual CNN) and 1 of 10 (tiny ViT).
     ``SNEPruner("pretrained")``, a :class:`~sne_plugin.pretrained.CurvePredictor` or the
@@ -148,6 +152,8 @@ class SNEPruner(BasePruner):
         percentile: float | None = None,
         n_warmup_steps: int = 1,
         n_min_trials: int = 5,
+        early_percentile: float | None = 25.0,
+        n_early_trials: int = 3,
         refit_every: int = 4,
         fine_tune_epochs: int = 3,
         max_train_networks: int = 256,
@@ -163,6 +169,14 @@ class SNEPruner(BasePruner):
             n_warmup_steps, n_min_trials, refit_every, fine_tune_epochs, max_train_networks
         )
         _check_reference(reference)
+        if early_percentile is not None:
+            _check_percentile(early_percentile)
+        if (
+            not isinstance(n_early_trials, int)
+            or isinstance(n_early_trials, bool)
+            or (n_early_trials < 1)
+        ):
+            raise ValueError(f"n_early_trials must be an int >= 1, but got {n_early_trials!r}.")
         predictor = curve_predictor(regressor, online, factory)
         if percentile is None:
             percentile = DEFAULT_PERCENTILE if predictor is None else DEFAULT_CURVE_PERCENTILE
@@ -196,6 +210,8 @@ class SNEPruner(BasePruner):
                 percentile=self._percentile,
                 n_warmup_steps=n_warmup_steps,
                 n_min_trials=n_min_trials,
+                early_percentile=early_percentile,
+                n_early_trials=n_early_trials,
                 refit_every=refit_every,
                 fine_tune_epochs=fine_tune_epochs,
                 read=self._weights,

@@ -57,6 +57,31 @@ def test_too_few_peers_or_no_value_means_no_pruning() -> None:
     assert not trial.should_prune()
 
 
+@pytest.mark.parametrize(("early", "pruned"), [(25.0, True), (None, False)])
+def test_the_early_rule_stops_the_clearly_worst_before_n_min_trials(
+    early: float | None, pruned: bool
+) -> None:
+    pruner = SNEPruner(online=False, n_min_trials=5, early_percentile=early, n_early_trials=3)
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    for q in (0.6, 0.8, 0.7):  # 0, 1, 2 peers: below the early rule's 3
+        assert not any(_trial(study, q))
+    assert any(_trial(study, 0.1)) is pruned  # 3 peers, last of them all
+    assert not any(_trial(study, 0.9))  # 4 peers, above every one
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"early_percentile": 120.0}, "percentile must be between 0 and 100"),
+        ({"n_early_trials": 0}, "n_early_trials must be an int >= 1"),
+        ({"n_early_trials": 2.5}, "n_early_trials must be an int >= 1"),
+    ],
+)
+def test_bad_early_rule_settings_are_refused(kwargs: dict[str, float], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SNEPruner(**kwargs)  # type: ignore[arg-type]
+
+
 def test_the_shipped_predictor_ranks_by_the_curve_until_a_correction_has_weight() -> None:
     p = load_pretrained()
     assert p.shrink == 0.0  # chosen on the meta-zoo's leave-out folds (BENCHMARKS.md)

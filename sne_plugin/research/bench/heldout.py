@@ -138,6 +138,9 @@ def rivals(
             min_resource=1, max_resource=epochs, reduction_factor=3
         ),
         f"SNEPruner() default (correction weight {shipped.shrink:g})": partial(SNEPruner, **rule),
+        "SNEPruner() without its early rule (early_percentile=None)": partial(
+            SNEPruner, early_percentile=None, **rule
+        ),
         "SNEPruner, correction weight 1, zero-shot": partial(SNEPruner, full, online=False, **rule),
         "SNEPruner, correction weight 1, fine-tuned": partial(SNEPruner, full, **rule),
     }

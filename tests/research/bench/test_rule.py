@@ -30,7 +30,13 @@ def _net() -> NetworkWeights:
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize(
     ("rule", "learned"),
-    [(Rule(80, 1, 5), False), (Rule(70, 2, 3), False), (Rule(75, 1, 4), True)],
+    [
+        (Rule(80, 1, 5), False),
+        (Rule(70, 2, 3), False),
+        (Rule(75, 1, 4), True),
+        (Rule(80, 1, 5, 25.0, 3), False),  # SNEPruner's default rule
+        (Rule(80, 1, 6, 0.0, 2), True),
+    ],
 )
 def test_simulation_matches_the_real_pruner(seed: int, rule: Rule, learned: bool) -> None:
     values = _curves(seed)
@@ -60,6 +66,8 @@ def test_simulation_matches_the_real_pruner(seed: int, rule: Rule, learned: bool
         percentile=rule.percentile,
         n_warmup_steps=rule.warmup,
         n_min_trials=rule.min_trials,
+        early_percentile=rule.early_percentile,
+        n_early_trials=rule.early_trials,
     )
     out = replay(search, pruner, first_step=1)
     assert (out.epochs, out.best, out.best_pruned) == (epochs, pytest.approx(best), best_stopped)
