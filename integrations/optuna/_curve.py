@@ -20,6 +20,10 @@ Fine-tuning (``online=True``, the default): every ``refit_every`` more finished 
 of the shipped predictor is tuned on the study's finished trials: each one's rows at every
 step it reported (features among the trials with a value at that step) -> the percentile
 rank of its final value among the finished trials; a PRUNED trial counts at its last value.
+
+Each decision is recorded as the trial's user attribute ``sne:rank:<step>`` (the share of its
+peers it scored above), so that ``optuna-dashboard`` and
+:func:`sne_plugin.plots.plot_pruning_timeline` show where each trial stood.
 """
 
 from __future__ import annotations
@@ -40,7 +44,12 @@ from sne_plugin.weights import NetworkWeights
 from ._bank import weight_steps
 from ._warn import warn
 
-__all__ = ["CurveEngine"]
+__all__ = ["RANK_ATTR", "CurveEngine"]
+
+RANK_ATTR = "sne:rank:"
+"""User attribute ``sne:rank:<step>``: the share of the trial's peers it scored above at
+that step (1: above all of them); the rule prunes it when that is low (about below
+``percentile`` / 100)."""
 
 _Key = tuple[int, int]
 _STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
@@ -75,6 +84,7 @@ class CurveEngine:
         fine_tune_epochs: int,
         read: Callable[[FrozenTrial, int], NetworkWeights | None],
         drop: Callable[[int, int], None],
+        record: Callable[[optuna.study.Study, FrozenTrial, str, float], None] | None = None,
     ) -> None:
         self.base = predictor
         self.current = predictor
@@ -88,6 +98,7 @@ class CurveEngine:
         self.fine_tune_epochs = fine_tune_epochs
         self._read = read
         self._drop = drop
+        self._record = record
         self._embeddings: dict[_Key, np.ndarray] = {}
         self._unreadable: set[_Key] = set()
         self._fitted_at = 0
@@ -145,6 +156,9 @@ class CurveEngine:
         if not np.isfinite(scores).all():
             warn(f"the pretrained predictor gave non-finite scores at trial {trial.number}")
             return False
+        if self._record is not None:  # where the trial stood: for plots and dashboards
+            standing = float(np.mean(scores[1:] < scores[0]))
+            self._record(study, trial, f"{RANK_ATTR}{step}", standing)
         return bool(scores[0] < np.percentile(scores[1:], percentile))
 
     def _fewest(self) -> int:

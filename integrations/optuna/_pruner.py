@@ -216,6 +216,7 @@ class SNEPruner(BasePruner):
                 fine_tune_epochs=fine_tune_epochs,
                 read=self._weights,
                 drop=lambda trial_id, step: self._bank.drop(trial_id, step),
+                record=_record,
             )
 
     # ------------------------------------------------------------------ Optuna's entry point
