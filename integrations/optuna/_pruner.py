@@ -294,9 +294,9 @@ class SNEPruner(BasePruner):
         from sne_plugin.readers import read_weights
 
         if self._strict:
-            return read_weights(obj)
+            return read_weights(obj, canonical=True)
         with collected_skips() as skips:
-            net = read_weights(obj, strict=False)
+            net = read_weights(obj, strict=False, canonical=True)
         with self._lock:
             tell = bool(skips) and not self._skips_told
             self._skips_told |= tell

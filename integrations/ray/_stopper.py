@@ -33,7 +33,7 @@ def predict_final(weights: Any, regressor: Any) -> float:
 
     if isinstance(regressor, (str, os.PathLike)):
         regressor = _load(os.fspath(regressor))
-    return float(regressor.predict([read_weights(weights)])[0])
+    return float(regressor.predict([read_weights(weights, canonical=True)])[0])
 
 
 def _load(path: str) -> Any:

@@ -401,3 +401,28 @@ def test_import_sne_plugin_does_not_import_optuna() -> None:
         [sys.executable, "-c", "import json\n" + code], capture_output=True, text=True, check=True
     )
     assert json.loads(out.stdout) is False
+
+
+def test_reported_modules_are_read_in_the_estimators_canonical_form() -> None:
+    """BatchNorm folded, as SNERegressor's own reads do, so a regressor fitted on modules and
+    the weights a trial reports are one distribution."""
+    from sne_plugin import read_weights
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU(), torch.nn.Linear(8, 2)
+    )
+    with torch.no_grad():
+        model[1].running_mean.uniform_(-1, 1)
+        model[1].running_var.uniform_(0.5, 2)
+    model.eval()
+    pruner = SNEPruner(online=False)
+    study = optuna.create_study(pruner=pruner)
+    trial = study.ask()
+    report_weights(trial, model, 1)
+    got = pruner.bank.cached(trial._trial_id, 1)
+    want = read_weights(model, canonical=True)
+    assert got is not None and len(got.layers) == len(want.layers) == 2
+    assert len(read_weights(model).layers) == 3  # as stored: the BatchNorm a layer of its own
+    for a, b in zip(got.layers, want.layers, strict=True):
+        assert torch.equal(torch.as_tensor(a.weight), torch.as_tensor(b.weight))
