@@ -110,9 +110,13 @@ def clean(tmp_path_factory: pytest.TempPathFactory):
 def test_random_kills_then_resume_equal_a_clean_build(
     tmp_path: Path, clean, workers: int, kills: int
 ) -> None:
-    path, rng = tmp_path / "z", random.Random(workers)
+    rng = random.Random(workers)
     targets = sorted(rng.sample(range(1, N_MODELS - 2), kills))  # the last models train fastest
-    progress = [_kill_once(path, rng, workers, target) for target in targets]
+    for attempt in range(4):  # on a loaded machine a build may finish before its last kill
+        path = tmp_path / f"z{attempt}"
+        progress = [_kill_once(path, rng, workers, max(1, t - 2 * attempt)) for t in targets]
+        if progress[-1][1] < N_MODELS:
+            break
     assert progress[-1][1] < N_MODELS, f"the build finished before its last kill: {progress}"
     subprocess.run([sys.executable, "-c", _SCRIPT, str(path), str(workers)], check=True)
 
