@@ -21,7 +21,28 @@ __all__ = ["KernelLift", "SNEEncoder", "SNENet", "sinusoid"]
 
 
 def sinusoid(position: torch.Tensor, dim: int) -> torch.Tensor:
-    """Vaswani-style sinusoidal encoding of integer positions: (...,) -> (..., dim)."""
+    """Vaswani-style sinusoidal encoding of integer positions: (...,) -> (..., dim).
+
+    Positions are small integers (depths, chunk indices), so the encodings are read from a
+    table per ``(dim, device)``, grown on demand (no gradient flows into them).
+    """
+    if position.numel() == 0:
+        return torch.zeros(*position.shape, dim, device=position.device)
+    need = int(position.max()) + 1
+    key = (dim, position.device)
+    table = _SINUSOIDS.get(key)
+    if table is None or table.shape[0] < need or int(position.min()) < 0:
+        if int(position.min()) < 0:  # not a table lookup: compute directly
+            return _sinusoid(position, dim)
+        table = _sinusoid(torch.arange(max(need, 64), device=position.device), dim)
+        _SINUSOIDS[key] = table
+    return table[position]
+
+
+_SINUSOIDS: dict[tuple[int, torch.device], torch.Tensor] = {}
+
+
+def _sinusoid(position: torch.Tensor, dim: int) -> torch.Tensor:
     half = dim // 2
     freq = torch.exp(-math.log(10_000.0) * torch.arange(half, device=position.device) / half)
     angle = position.to(torch.float32)[..., None] * freq
@@ -68,6 +89,25 @@ class KernelLift(nn.Module):
         return torch.cat([grid, pad, extra], dim=1)
 
     def matrix(self, kernel_shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        """The ``(K, 2 * width)`` lifting matrices of a kernel shape. Without gradients (at
+        inference) they are cached per shape and device until the MLP's weights change."""
+        if torch.is_grad_enabled():
+            return self._matrix(kernel_shape, device)
+        versions = tuple((p.data_ptr(), p._version) for p in self.coord_mlp.parameters())
+        cache = self.__dict__.setdefault("_matrices", {})  # (absent in older pickles)
+        key = (kernel_shape, device)
+        hit = cache.get(key)
+        if hit is None or hit[0] != versions:
+            hit = (versions, self._matrix(kernel_shape, device))
+            cache[key] = hit
+        return hit[1]
+
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(super().__getstate__())
+        state.pop("_matrices", None)  # a cache: never pickled
+        return state
+
+    def _matrix(self, kernel_shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
         coords = self.coordinates(kernel_shape, device)
         return self.coord_mlp(coords) / math.sqrt(coords.shape[0])
 

@@ -142,3 +142,35 @@ def test_streamed_training_gives_the_same_gradients() -> None:
             torch.cat([p.grad.reshape(-1) for p in model.parameters() if p.grad is not None])
         )
     torch.testing.assert_close(grads[0], grads[1], atol=1e-5, rtol=1e-4)
+
+
+def test_inference_caches_follow_the_weights() -> None:
+    """The lift matrices cached at inference equal fresh ones, and are dropped when the weights
+    change (an optimizer step, a loaded state); the sinusoid table equals the formula."""
+    from sne_plugin.encoder.model import _sinusoid, sinusoid
+
+    positions = torch.tensor([[0, 3, 70], [5, 1, 2]])
+    torch.testing.assert_close(sinusoid(positions, 16), _sinusoid(positions, 16))
+    g = torch.Generator().manual_seed(1)
+    nets = [_cnn(g), _mixed(g)]
+    torch.manual_seed(0)
+    model = SNENet(hidden=16, width=16, heads=2, chunk_size=8).eval()
+    first = _encode(model, nets)
+    torch.testing.assert_close(_encode(model, nets), first, rtol=0, atol=0)
+    with torch.enable_grad():  # uncached path, gradients on
+        batch = make_batch([n.spec for n in nets], 8, model.encoder.max_set)
+        flat = torch.from_numpy(np.concatenate([n.flatten() for n in nets]))
+        uncached = model.embed(batch, flat)
+    torch.testing.assert_close(uncached.detach(), first, rtol=1e-5, atol=1e-6)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    uncached.pow(2).sum().backward()
+    optimizer.step()
+    stepped = _encode(model, nets)
+    fresh = SNENet(hidden=16, width=16, heads=2, chunk_size=8).eval()
+    fresh.load_state_dict(model.state_dict())
+    torch.testing.assert_close(stepped, _encode(fresh, nets), rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(stepped, first)
+    model.load_state_dict(SNENet(hidden=16, width=16, heads=2, chunk_size=8).state_dict())
+    reloaded = SNENet(hidden=16, width=16, heads=2, chunk_size=8).eval()
+    reloaded.load_state_dict(model.state_dict())
+    torch.testing.assert_close(_encode(model, nets), _encode(reloaded, nets), rtol=1e-5, atol=1e-6)
