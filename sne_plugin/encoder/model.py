@@ -362,7 +362,16 @@ class SNENet(nn.Module):
         side: torch.Tensor | None = None,
         stats: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        features = self.embed(batch, flat)
+        return self.head_from(self.encoder(batch, flat), side, stats)
+
+    def head_from(
+        self,
+        encoded: torch.Tensor,
+        side: torch.Tensor | None = None,
+        stats: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """:meth:`forward` from the encoder's raw output ``(B, width)``: standardise, head."""
+        features: torch.Tensor = self.standardize(encoded)
         parts = [features]
         if self.n_side:
             parts.append(_extra(side, len(features), self.n_side, "side inputs").to(features))

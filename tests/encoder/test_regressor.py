@@ -16,6 +16,7 @@ from sklearn.pipeline import Pipeline
 
 from sne_plugin import NetworkWeights, SNEError, SNERegressor
 from sne_plugin.encoder.permute import permute_network
+from sne_plugin.regressor import _as_data
 
 FAST = {
     "width": 16,
@@ -275,3 +276,33 @@ def test_progress_bar_shows_tau_only_with_a_validation_split(  # type: ignore[no
     err = capsys.readouterr().err
     assert "SNE fit" in err and "loss=" in err
     assert ("val_tau=" in err) is shows_tau
+
+
+def test_enough_validation_networks_set_the_standardisation_statistics() -> None:
+    """With 64 or more validation networks, the embeddings of the validation split at the best
+    epoch give the standardisation statistics (no pass over training networks); fewer, and
+    the training networks do."""
+    from sne_plugin.testing import scaled_cnn_zoo
+
+    nets, y = scaled_cnn_zoo(440, seed=3)
+    reg = SNERegressor(width=8, heads=1, epochs=1, random_state=0, verbose=False).fit(nets, y)
+    val = reg._val_idx
+    assert len(val) == 66
+    data = _as_data(nets)
+    with torch.inference_mode():
+        encoded = reg.module_.encoder(*reg._batch(data.subset(val))).float()
+        trained = reg.module_.encoder(*reg._batch(data.subset(np.setdiff1d(range(440), val))))
+    standardize = reg.module_.standardize
+    torch.testing.assert_close(standardize.mean, encoded.mean(0), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(
+        standardize.var, encoded.var(0, unbiased=False), rtol=1e-4, atol=1e-7
+    )
+    assert not torch.allclose(standardize.mean, trained.mean(0), rtol=1e-4, atol=1e-6)
+    small = SNERegressor(width=8, heads=1, epochs=1, random_state=0, verbose=False)
+    small.fit(nets[:100], y[:100])  # 15 validation networks: the training networks' statistics
+    with torch.inference_mode():
+        rest = np.setdiff1d(range(100), small._val_idx)
+        encoded = small.module_.encoder(*small._batch(_as_data(nets[:100]).subset(rest))).float()
+    torch.testing.assert_close(
+        small.module_.standardize.mean, encoded.mean(0), rtol=1e-4, atol=1e-6
+    )
