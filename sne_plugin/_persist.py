@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from sne_plugin._side import SideScaler
+from sne_plugin._trees import TreeEnsemble
 from sne_plugin.errors import SNEError
 from sne_plugin.readers._limits import check_npz_headers
 
@@ -71,6 +72,7 @@ FITTED: tuple[Fitted, ...] = (
     Fitted("n_epochs_", "int"),
     Fitted("history_", "history"),
     Fitted("best_val_tau_", "float", optional=True),
+    Fitted("trees_", "trees", optional=True),
     Fitted("_rng", "rng"),
 )
 _TENSORS = ("module_", "optimizer_")
@@ -183,6 +185,27 @@ def _dec_side(value: Any, arrays: _Arrays, key: str) -> SideScaler | None:
     )
 
 
+def _enc_trees(value: TreeEnsemble | None, arrays: _Arrays, key: str) -> Any:
+    if value is None:
+        return None
+    for name, array in value.to_arrays().items():
+        arrays[f"{key}.{name}"] = array
+    return {"arrays": sorted(value.to_arrays())}
+
+
+def _dec_trees(value: Any, arrays: _Arrays, key: str) -> TreeEnsemble | None:
+    if value is None:
+        return None
+    _check(isinstance(value, dict) and isinstance(value.get("arrays"), list), "{arrays}", value)
+    names = [n for n in value["arrays"] if isinstance(n, str)]
+    missing = [n for n in names if f"{key}.{n}" not in arrays]
+    _check(not missing, "the tree arrays it names", missing)
+    try:
+        return TreeEnsemble.from_arrays({n: arrays[f"{key}.{n}"] for n in names})
+    except SNEError as exc:
+        raise _Bad(str(exc)) from None
+
+
 def _enc_rng(value: np.random.RandomState, arrays: _Arrays, key: str) -> Any:
     name, keys, pos, has_gauss, cached = value.get_state()
     arrays[f"{key}.keys"] = np.asarray(keys, dtype=np.uint32)
@@ -213,6 +236,7 @@ _CODECS: dict[str, _Codec] = {
     "history": (_enc_history, _dec_history),
     "side": (_enc_side, _dec_side),
     "rng": (_enc_rng, _dec_rng),
+    "trees": (_enc_trees, _dec_trees),
 }
 
 

@@ -32,6 +32,7 @@ from sne_plugin._losses import RANKING_LOSSES, check_groups, grouped_tau, pairwi
 from sne_plugin._persist import _TYPE_TABLE, load_regressor, save_regressor
 from sne_plugin._side import SideScaler
 from sne_plugin._strict import read_networks
+from sne_plugin._trees import TreeEnsemble
 from sne_plugin.encoder.model import SNEEncoder, SNENet
 from sne_plugin.encoder.permute import random_flat_index
 from sne_plugin.encoder.plan import Batch, make_batch
@@ -56,7 +57,7 @@ _POSITIVE_INTS = (
 
 # (name, lower bound, bound excluded): finite real numbers (not NaN, inf, str, None or bool).
 _REALS = (("lr", 0.0, True), ("weight_decay", 0.0, False), ("invariance_weight", 0.0, False))
-_FLAGS = ("chunk_position", "tensor_stats", "stats_branch", "warm_start")
+_FLAGS = ("chunk_position", "tensor_stats", "stats_branch", "stats_boost", "warm_start")
 
 
 def _is_int(value: Any) -> bool:
@@ -266,6 +267,7 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         chunk_position: bool = True,
         tensor_stats: bool = True,
         stats_branch: bool = False,
+        stats_boost: bool = False,
         max_chunks_per_pass: int = 8192,
         device: str = "auto",
         threads: int | None = 1,
@@ -290,6 +292,7 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         self.chunk_position = chunk_position
         self.tensor_stats = tensor_stats
         self.stats_branch = stats_branch
+        self.stats_boost = stats_boost
         self.max_chunks_per_pass = max_chunks_per_pass
         self.device = device
         self.threads = threads
@@ -316,18 +319,24 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         ``loss_``, a ranking score (higher is better, not calibrated)."""
         check_is_fitted(self, "module_")
         with _torch_threads(self.threads):
-            out = self._predict_data(self._data(X, side), embed=False)
-        return prediction(out, self.loss_, self.y_mean_, self.y_std_)
+            data = self._data(X, side)
+            out = self._predict_data(data, embed=False)
+        predicted = prediction(out, self.loss_, self.y_mean_, self.y_std_)
+        trees = getattr(self, "trees_", None)  # (absent from pickles of older versions)
+        if trees is None:
+            return predicted
+        return np.asarray((predicted + trees.predict(self._tree_features(data))) / 2)
 
     def predict_embedded(self, embeddings: Any, side: Any = None) -> np.ndarray:
         """:meth:`predict` from embeddings made by :meth:`transform`: only the head runs
         (microseconds), so a caller that caches embeddings can re-score networks cheaply
         whenever their side inputs change."""
         check_is_fitted(self, "module_")
-        if self.module_.stats_branch is not None:
+        if self.module_.stats_branch is not None or getattr(self, "trees_", None) is not None:
+            which = "stats_branch" if self.module_.stats_branch is not None else "stats_boost"
             raise SNEError(
-                "predict_embedded needs the networks' weight statistics too with "
-                "stats_branch=True; use predict(X, side=...)"
+                f"predict_embedded needs the networks' weight statistics too with {which}=True; "
+                "use predict(X, side=...)"
             )
         z = np.asarray(embeddings, dtype=np.float32)
         width = int(self.module_.encoder.width)
@@ -408,7 +417,26 @@ class SNERegressor(RegressorMixin, BaseEstimator):
             data.side = self._side(side, len(data))
             data.stats = self._stats(data)
             self._train(data, target, epochs, early_stopping=early_stopping)
+        if restart:
+            self.trees_ = self._fit_trees(data, target)
         return self
+
+    def _fit_trees(self, data: _Data, target: np.ndarray) -> TreeEnsemble | None:
+        """``trees_``: gradient-boosted trees on the weight statistics (and side inputs), or
+        None (``stats_boost=False``, a ranking loss, or too few networks to split)."""
+        if not self.stats_boost or self.loss_ not in ("bce", "mse") or len(data) < 2 * _LEAF:
+            return None
+        from sklearn.ensemble import HistGradientBoostingRegressor
+
+        seed = int(self._rng.randint(2**31 - 1))
+        booster = HistGradientBoostingRegressor(min_samples_leaf=_LEAF, random_state=seed)
+        return TreeEnsemble.from_hgb(booster.fit(self._tree_features(data), target))
+
+    def _tree_features(self, data: _Data) -> np.ndarray:
+        """The trees' input: the weight statistics summarised over layers (any architecture;
+        :func:`~sne_plugin.encoder.stats.network_summary`), then the side inputs."""
+        summary = network_summaries(data.specs, [data.net(i) for i in range(len(data))])
+        return summary if data.side is None else np.c_[summary, data.side.numpy()]
 
     def _data(self, X: Any, side: Any) -> _Data:
         data = _as_data(X, self.strict)
@@ -832,6 +860,7 @@ def _resolve_loss(loss: str, y: Any) -> str:
     return resolve_loss(loss, y)
 
 
+_LEAF = 20  # the trees' smallest leaf (scikit-learn's default)
 _VAL_CALIBRATION = 64  # validation networks enough to set the standardisation statistics
 _STATS_CLIP = 5.0  # standardised statistics beyond +-5 (another architecture's) are clipped
 

@@ -1,0 +1,72 @@
+"""``stats_boost``: gradient-boosted trees on the weight statistics beside the set encoder,
+their prediction averaged with the network's; the trees as plain arrays (saved without pickle)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.ensemble import HistGradientBoostingRegressor
+
+from sne_plugin import SNEError, SNERegressor
+from sne_plugin._trees import TreeEnsemble
+from sne_plugin.testing import scaled_cnn_zoo
+
+
+def test_tree_arrays_predict_as_the_booster_does_with_missing_values() -> None:
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(300, 12))
+    X[rng.random(X.shape) < 0.2] = np.nan
+    y = np.nan_to_num(X[:, 0]) - np.nan_to_num(X[:, 5]) ** 2
+    booster = HistGradientBoostingRegressor(random_state=0).fit(X, y)
+    trees = TreeEnsemble.from_arrays(TreeEnsemble.from_hgb(booster).to_arrays())
+    X_new = rng.normal(size=(400, 12))
+    X_new[rng.random(X_new.shape) < 0.3] = np.nan
+    np.testing.assert_allclose(trees.predict(X_new), booster.predict(X_new), rtol=0, atol=1e-12)
+
+
+def test_garbled_tree_arrays_are_refused() -> None:
+    X = np.random.default_rng(0).normal(size=(100, 3))
+    arrays = TreeEnsemble.from_hgb(HistGradientBoostingRegressor(max_iter=5).fit(X, X[:, 0]))
+    arrays = arrays.to_arrays()
+    with pytest.raises(SNEError, match="points outside its nodes"):
+        TreeEnsemble.from_arrays({**arrays, "left": arrays["left"] + 10_000})
+    with pytest.raises(SNEError, match="lacks or garbles"):
+        TreeEnsemble.from_arrays({k: v for k, v in arrays.items() if k != "value"})
+    with pytest.raises(SNEError, match=r"expected features of shape \(n, 3\)"):
+        TreeEnsemble.from_arrays(arrays).predict(np.zeros((2, 4)))
+
+
+@pytest.fixture(scope="module")
+def boosted() -> tuple[SNERegressor, list, np.ndarray]:
+    nets, y = scaled_cnn_zoo(80, seed=5)
+    reg = SNERegressor(width=8, heads=1, epochs=2, stats_boost=True, random_state=0, verbose=False)
+    return reg.fit(nets[:60], y[:60]), nets, y
+
+
+def test_prediction_is_the_mean_of_the_network_and_the_trees(boosted: tuple) -> None:
+    reg, nets, _ = boosted
+    assert isinstance(reg.trees_, TreeEnsemble)
+    data = reg._data(nets[60:], None)
+    both = reg.predict(nets[60:])
+    trees = reg.trees_.predict(reg._tree_features(data))
+    saved, reg.trees_ = reg.trees_, None
+    network = reg.predict(nets[60:])
+    reg.trees_ = saved
+    np.testing.assert_allclose(both, (network + trees) / 2, rtol=1e-6)
+    assert not np.allclose(both, network)
+
+
+def test_saved_and_loaded_with_its_trees(boosted: tuple, tmp_path) -> None:
+    reg, nets, _ = boosted
+    reg.save(tmp_path / "boosted.sne")
+    back = SNERegressor.load(tmp_path / "boosted.sne")
+    np.testing.assert_allclose(back.predict(nets[60:]), reg.predict(nets[60:]), rtol=1e-6)
+    with pytest.raises(SNEError, match="stats_boost=True"):
+        back.predict_embedded(back.transform(nets[:2]))
+
+
+def test_no_trees_with_a_ranking_loss_or_too_few_networks() -> None:
+    nets, y = scaled_cnn_zoo(40, seed=6)
+    small = dict(width=8, heads=1, epochs=1, stats_boost=True, random_state=0, verbose=False)
+    assert SNERegressor(**small).fit(nets[:30], y[:30]).trees_ is None  # fewer than 40
+    assert SNERegressor(loss="pairwise", **small).fit(nets, y).trees_ is None
