@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import io
 import json
+import multiprocessing
 import os
+import re
+import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import textwrap
 import warnings
 import zipfile
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -131,22 +136,70 @@ def test_report_weights_to_a_folder_replaced_by_a_file_warns(tmp_path: Path) -> 
     assert study.trials[0].user_attrs["sne:weights:0"] is None  # in this process only
 
 
-@pytest.mark.skipif(
-    not hasattr(os, "geteuid") or os.geteuid() == 0,
-    reason="root ignores file permissions, so a read-only folder stays writable",
-)
-@pytest.mark.parametrize("kind", STORAGES)
-def test_report_weights_to_a_read_only_folder_warns(tmp_path: Path, kind: str) -> None:
-    artifacts = tmp_path / "artifacts"
-    study = _study(tmp_path, kind, _pruner(artifacts))
+def _read_only_folder(folder: str, kind: str) -> dict[str, Any]:
+    """One trial whose artifact folder is read-only: its should_prune answers, its state and
+    the UserWarnings it raised."""
+    artifacts = Path(folder) / "artifacts"
+    study = _study(Path(folder), kind, _pruner(artifacts))
     artifacts.chmod(0o555)
     try:
-        with pytest.warns(UserWarning, match=r"could not write the weights .*PermissionError"):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             answers = run_trial(study, 0.5, seed=0)
     finally:
         artifacts.chmod(0o755)
-    assert answers == [False, False]
-    assert study.trials[0].state == optuna.trial.TrialState.COMPLETE
+    return {
+        "answers": answers,
+        "state": study.trials[0].state,
+        "warnings": [str(w.message) for w in caught if issubclass(w.category, UserWarning)],
+    }
+
+
+def _as_user(uid: int, gid: int, warm_up: str, folder: str, kind: str) -> dict[str, Any]:
+    """``_read_only_folder`` in this forked child of root, run as ``uid``. The scenario runs
+    once as root first, in ``warm_up``, so that what it imports lazily (alembic, parts of the
+    standard library) is loaded while the interpreter's files are readable: they may sit
+    where ``uid`` cannot read them (a pyenv under /root)."""
+    torch.set_num_threads(1)  # no OpenMP pool in a forked child
+    _read_only_folder(warm_up, kind)  # as root: the folder stays writable, nothing is warned
+    os.setgroups([])
+    os.setgid(gid)
+    os.setuid(uid)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"user {uid} cannot write to {folder}: set TMPDIR")
+    return _read_only_folder(folder, kind)
+
+
+def _read_only_folder_as_nobody(tmp_path: Path, kind: str) -> dict[str, Any]:
+    """Root ignores file permissions: run the scenario in a child that is user 'nobody'."""
+    import pwd  # POSIX only
+
+    try:
+        user = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("running as root, and there is no 'nobody' user to respect permissions")
+    folder = tempfile.mkdtemp(prefix="sne-read-only-")  # tmp_path is root's alone (0700)
+    try:
+        os.chown(folder, user.pw_uid, user.pw_gid)
+        fork = multiprocessing.get_context("fork")
+        args = (user.pw_uid, user.pw_gid, str(tmp_path), folder, kind)
+        with ProcessPoolExecutor(1, mp_context=fork) as pool:
+            return pool.submit(_as_user, *args).result(timeout=120)
+    finally:
+        shutil.rmtree(folder)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid"), reason="POSIX permissions only")
+@pytest.mark.parametrize("kind", STORAGES)
+def test_report_weights_to_a_read_only_folder_warns(tmp_path: Path, kind: str) -> None:
+    if os.geteuid() == 0:
+        result = _read_only_folder_as_nobody(tmp_path, kind)
+    else:
+        result = _read_only_folder(str(tmp_path), kind)
+    pattern = r"could not write the weights .*PermissionError"
+    assert any(re.search(pattern, w) for w in result["warnings"]), result["warnings"]
+    assert result["answers"] == [False, False]
+    assert result["state"] == optuna.trial.TrialState.COMPLETE
 
 
 _FULL_DISK = textwrap.dedent(
