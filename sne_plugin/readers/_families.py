@@ -25,7 +25,14 @@ import torch
 from sne_plugin.readers._common import make_layer
 from sne_plugin.weights import Layer, LayerKind, checked_tensor
 
-__all__ = ["TiedTensors", "bare_kind", "bare_layer", "is_recurrent_key", "recurrent_layers"]
+__all__ = [
+    "BARE_KINDS",
+    "TiedTensors",
+    "bare_kind",
+    "bare_layer",
+    "is_recurrent_key",
+    "recurrent_layers",
+]
 
 _BARE_NAMES: tuple[tuple[LayerKind, re.Pattern[str]], ...] = (
     (LayerKind.ATTENTION_BIAS, re.compile(r"(relative_position_bias_table|rel_pos_bias_table)")),
@@ -37,6 +44,10 @@ _BARE_NAMES: tuple[tuple[LayerKind, re.Pattern[str]], ...] = (
     (LayerKind.SCALE, re.compile(r"(gamma|lambda)(_?\d+)?|layer_scale(_parameter|_?\d+)?")),
     (LayerKind.SCALE, re.compile(r"logit_scale")),
 )
+BARE_KINDS = frozenset(
+    {LayerKind.TOKEN, LayerKind.POSITION, LayerKind.SCALE, LayerKind.ATTENTION_BIAS}
+)
+"""The kinds of bare parameters."""
 _GATE_KINDS = {4: LayerKind.LSTM, 3: LayerKind.GRU, 1: LayerKind.RNN}
 
 

@@ -10,15 +10,26 @@ What is read, in the graph's node order (topological by the ONNX spec):
   that alone takes a dense or conv layer's output is folded into it with its running
   statistics and epsilon), ``LayerNormalization``, ``InstanceNormalization``,
   ``GroupNormalization`` and ``RMSNormalization`` as norms; ``Gather`` from a 2-d float
-  constant as an embedding. Dense layers inside an ``nn.MultiheadAttention`` (dynamo
-  exports record the module class) are attention layers.
+  constant as an embedding (a parameter table read at constant indices, BERT's positions,
+  whole too; Swin's relative-position bias table as ``attention_bias``). Dense layers
+  inside an ``nn.MultiheadAttention`` (dynamo exports record the module class) are
+  attention layers.
+* Bare parameters (:mod:`._families`): a parameter that reaches another op (an ``Add``,
+  ``Mul``, ``Concat``) is read as a layer of its own kind when its name says which
+  (``cls_token``, ``position_embeddings``, ``layer_scale_parameter``...), placed before
+  the first layer of its module (:mod:`._arrange`). A dynamo export's optimizer may fold it
+  into a new constant: one only expanded or reshaped (a class token expanded to the batch)
+  is read; one computed otherwise (a position table sliced to the traced length) is
+  unreadable, the parameter itself being absent from the file.
+* A 2-d weight equal to one read before from another tensor, as stored or transposed
+  (GPT-2's head tied to its token table), is read once; ``meta["tied"]`` names the others.
 * Constants are initializers, ``Constant`` nodes, and the outputs of ``Identity``,
   ``Cast``, ``Transpose`` and ``DequantizeLinear`` (QDQ weights, per-tensor or per-axis
   scale and zero point) applied to constants. Integer constants (shapes, axes) are
   never weights.
-* Any other op that uses a *parameter* (a learned positional embedding added to the data, a
-  layer-scale ``Mul``, ``PRelu``, a class token concatenated to the data) is unreadable: an
-  ``SNEError`` under ``strict``, else a warning. A parameter is followed through ops that
+* Any other op that uses a *parameter* not read so (``PRelu``'s slope, a factor of a name
+  no library gives layer scales) is unreadable: an ``SNEError`` under ``strict``, else a
+  warning. A parameter is followed through ops that
   only move or reshape it (``Expand``, ``Reshape``, ``Tile``, ``Slice`` ...) to the op that
   uses it, so a token expanded to the batch and concatenated is caught at the ``Concat``.
   Which constants are parameters: dynamo exports record it (the exported program's graph
@@ -55,7 +66,9 @@ import torch
 
 from sne_plugin._imports import optional_import
 from sne_plugin.errors import SNEError
+from sne_plugin.readers._arrange import arrange
 from sne_plugin.readers._common import Skipped, finish, make_layer
+from sne_plugin.readers._families import BARE_KINDS, bare_kind, bare_layer
 from sne_plugin.readers.canonical import BatchNormStats, fold_batchnorms
 from sne_plugin.weights import Layer, LayerKind, NetworkWeights
 
@@ -100,6 +113,8 @@ _SIGNATURE = "pkg.torch.export.ExportedProgram.graph_signature"
 _SIGNATURE_LINE = re.compile(r"^\s*\S+: ([A-Z_]+) target='([^']*)'", re.MULTILINE)
 _INPUT_KIND = "pkg.torch.export.graph_signature.InputSpec.kind"
 _FOLDED_FROM = "pkg.onnxscript.optimizer.folded_from"
+_MOVED_FOLD = re.compile(r"(expand|view|reshape|_unsafe_view|unsqueeze|clone|alias|detach)(_\d+)?")
+"""Dynamo's names of constants the optimizer folded from ops that keep the values' order."""
 _MAX_SIGNATURE = 1 << 24  # characters: one line per parameter and buffer
 _MHA_CLASS = "torch.nn.modules.activation.MultiheadAttention"
 
@@ -136,8 +151,9 @@ def read_onnx(model: object, *, strict: bool = True, canonical: bool = False) ->
     try:
         graph = _Graph(proto.graph, source)
         found, skipped = graph.find_layers()
-        layers = _named_layers(found, graph, source)
-        batchnorms = graph.batchnorms(found)
+        named = _named_layers(found, graph, source)
+        origins = [item.origin for item in found]
+        layers, batchnorms, tied = arrange(named, origins, graph.ranks(), graph.batchnorms(found))
         is_chain = graph.is_chain()
     except SNEError:
         raise
@@ -146,6 +162,8 @@ def read_onnx(model: object, *, strict: bool = True, canonical: bool = False) ->
             f"{source}: could not read the ONNX graph ({type(exc).__name__}: {_first_line(exc)})"
         ) from None
     meta: dict[str, object] = {"format": "onnx", "producer": proto.producer_name}
+    if tied:
+        meta["tied"] = tied
     net = finish(layers, skipped, source=source, strict=strict, is_chain=is_chain, meta=meta)
     return fold_batchnorms(net, batchnorms) if canonical else net
 
@@ -219,6 +237,10 @@ class _Found:
     origin: str
     groups: int = 1
     output: str = ""  # the tensor that carries the layer's result (after a MatMul's bias Add)
+
+
+_Use = tuple[str, str]
+"""A parameter's name and the constant it reaches an op in (itself, or one folded from it)."""
 
 
 class _Graph:
@@ -403,44 +425,81 @@ class _Graph:
     # layers
     def find_layers(self) -> tuple[list[_Found], Skipped]:
         found: list[_Found] = []
+        bare: dict[str, _Found] = {}  # bare parameters read, each once, by name
         used_adds: set[int] = set()
-        carried: dict[str, list[str]] = {}  # tensor -> parameters it carries, not yet used
+        carried: dict[str, list[_Use]] = {}  # tensor -> parameters it carries, not yet used
         for node in self.nodes:
             if id(node) in self.folded or id(node) in used_adds:
                 continue
             layer = self._guarded(node, lambda n: self._layer(n, used_adds))
             if layer is not None:
                 found.append(layer)
-            else:
-                self._follow_parameters(node, carried)
+                continue
+            for item in self._follow_parameters(node, carried):
+                bare.setdefault(item.origin, item)
         for out in self.graph.output:
             if carried.get(out.name):
-                self.skipped.add(out.name, f"graph output carrying {_listed(carried[out.name])}")
-        return found, self.skipped
+                names = [param for param, _ in carried[out.name]]
+                self.skipped.add(out.name, f"graph output carrying {_listed(names)}")
+        return found + list(bare.values()), self.skipped
 
-    def _follow_parameters(self, node: Any, carried: dict[str, list[str]]) -> None:
-        """Pass the parameters a moving op carries on; report those any other op uses."""
+    def _follow_parameters(self, node: Any, carried: dict[str, list[_Use]]) -> list[_Found]:
+        """Pass the parameters a moving op carries on; read those any other op uses as
+        bare parameters (tokens, position tables, layer scales), report the others."""
         if node.op_type in _SHAPE_READS:
-            return
-        inputs = list(node.input)
-        used = [self._parameters_in(name, carried) for name in inputs]
+            return []
+        used = [self._parameters_in(name, carried) for name in node.input]
         if node.op_type in _MOVES:
             if used and used[0]:
                 for out in node.output:
                     carried[out] = used[0]
-            return
-        params = [p for group in used for p in group]
-        if params:
-            self.skipped.add(_node_label(node), f"ONNX {node.op_type} of {_listed(params)}")
+            return []
+        read, unread = [], []
+        for param, carrier in dict.fromkeys(use for group in used for use in group):
+            item = self._bare(node, param, carrier)
+            if isinstance(item, _Found):
+                read.append(item)
+            else:
+                unread.append(item)
+        if unread:
+            self.skipped.add(_node_label(node), f"ONNX {node.op_type} of {', '.join(unread)}")
+        return read
 
-    def _parameters_in(self, name: str, carried: dict[str, list[str]]) -> list[str]:
+    def _parameters_in(self, name: str, carried: dict[str, list[_Use]]) -> list[_Use]:
+        """The parameters the tensor ``name`` carries, each with the constant it came in."""
         if not name:
             return []
         if not self.is_parameter(name):
             return carried.get(name, [])
         if self.kinds:  # name the parameters the constant was computed from
-            return [src for src in self._sources(name) if self.kinds.get(src) == "PARAMETER"]
-        return [self.origin.get(name, name)]
+            sources = self._sources(name)
+            return [(src, name) for src in sources if self.kinds.get(src) == "PARAMETER"]
+        return [(self.origin.get(name, name), name)]
+
+    def _bare(self, node: Any, param: str, carrier: str) -> _Found | str:
+        """The bare parameter ``param`` (reaching ``node`` in the constant ``carrier``) as a
+        layer of its kind, or why it cannot be read (its name quoted first)."""
+        value = self.float_const(param) if param in self.protos else self._unfolded(carrier)
+        if value is None:
+            return (
+                f"{param!r}, which the exporter's optimizer folded into {carrier!r}: the "
+                "parameter itself is not in the file (export with optimize=False)"
+            )
+        kind = bare_kind(param.rsplit(".", 1)[-1], value.shape)
+        if kind is None:
+            return repr(param)
+        return _Found(kind, node, value, None, param)
+
+    def _unfolded(self, carrier: str) -> np.ndarray | None:
+        """A parameter that a dynamo export's optimizer only moved (expanded to the batch,
+        reshaped) into the constant ``carrier``; None when it computed anything else."""
+        value = self.float_const(carrier)
+        sources = [s for s in self._sources(carrier) if self.kinds.get(s) == "PARAMETER"]
+        if value is None or len(sources) != 1 or not _MOVED_FOLD.fullmatch(carrier):
+            return None
+        while value.ndim > 1 and value.shape[0] > 1 and (value == value[:1]).all():
+            value = value[:1]  # copies of the parameter along the batch
+        return value
 
     def _layer(self, node: Any, used_adds: set[int]) -> _Found | None:
         op = node.op_type
@@ -519,19 +578,29 @@ class _Graph:
         return _Found(LayerKind.NORM, node, scale, bias, self.origin_of(node, 1))
 
     def _gather(self, node: Any) -> _Found | None:
+        """An embedding lookup; a parameter table read at constant indices (positions,
+        a relative-position bias table's index buffer) is read whole too."""
         table = self._input(node, 0)
         axis = _int_attr(node, "axis", 0, self)
         if table is None or table.ndim != 2 or axis != 0:
             return None
         if len(node.input) < 2 or not node.input[1]:
             raise self._fail(node, "expected inputs (data, indices), got no indices")
-        if self.has(node.input[1]):
+        if self.has(node.input[1]) and not self.is_parameter(node.input[0]):
             return None
-        return _Found(LayerKind.EMBEDDING, node, table, None, self.origin_of(node, 0))
+        origin = self.origin_of(node, 0)
+        kind = bare_kind(origin.rsplit(".", 1)[-1], table.shape) or LayerKind.EMBEDDING
+        return _Found(kind, node, table, None, origin)
 
     def origin_of(self, node: Any, index: int) -> str:
         name = node.input[index]
         return self.origin.get(name, name)
+
+    def ranks(self) -> dict[str, int]:
+        """Each parameter's place in the module's state dict, as far as the graph records it
+        (a dynamo export's signature; else the initializers' order), by layer name."""
+        names = [name for name, kind in self.kinds.items() if kind == "PARAMETER"]
+        return {_clean(name): i for i, name in enumerate(names or self.protos)}
 
     # BatchNorm after a layer
     def batchnorms(self, found: list[_Found]) -> list[BatchNormStats]:
@@ -711,6 +780,13 @@ def _scope(node: Any) -> str:
     return scopes[-2] if len(scopes) >= 2 else ""
 
 
+def _is_tied_lookup(item: _Found) -> bool:
+    """A lookup in a table named after another module (an embedding tied to the output head
+    is exported under the head's name): named by the module that looks it up."""
+    scope = _scope(item.node) if item.node.op_type == "Gather" else ""
+    return bool(scope) and not item.origin.startswith(f"{scope}.")
+
+
 def _node_path(node: Any) -> str:
     parts = [p for p in node.name.split("/") if p]
     return parts[-2] if node.name.startswith("/") and len(parts) >= 2 else ""
@@ -734,6 +810,9 @@ def _named_layers(found: list[_Found], graph: _Graph, source: str) -> list[Layer
         ):
             kind = LayerKind.ATTENTION
         weight = torch.from_numpy(np.array(item.weight))
+        if kind in BARE_KINDS:
+            layers.append(bare_layer(kind, name, weight, source=source))
+            continue
         bias = None if item.bias is None else torch.from_numpy(np.array(item.bias))
         layers.append(make_layer(kind, name, weight, bias, source=source, groups=item.groups))
     return layers
@@ -741,7 +820,7 @@ def _named_layers(found: list[_Found], graph: _Graph, source: str) -> list[Layer
 
 def _layer_name(item: _Found, shared: bool) -> str:
     real = not _GENERATED.fullmatch(item.origin)
-    if real and not shared:
+    if real and not shared and not _is_tied_lookup(item):
         return _clean(item.origin)
     by_node = _scope(item.node) or _node_path(item.node)
     if by_node:

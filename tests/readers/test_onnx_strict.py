@@ -60,15 +60,16 @@ class _Token(nn.Module):
 
 
 class _LayerScale(nn.Module):
-    """A layer-scale parameter at its usual initial value (all elements equal)."""
+    """A per-channel factor at a layer scale's usual initial value (all elements equal),
+    under a name no library gives layer scales (a ``gamma`` is read as a ``scale`` layer)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.fc = nn.Linear(4, 4)
-        self.gamma = nn.Parameter(1e-6 * torch.ones(4))
+        self.alpha = nn.Parameter(1e-6 * torch.ones(4))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.gamma * self.fc(x)
+        return x + self.alpha * self.fc(x)
 
 
 def _export(model: nn.Module, x: torch.Tensor, path: Path, exporter: str) -> Path:
@@ -100,8 +101,8 @@ def test_buffers_are_not_parameters(tmp_path: Path, model: type, shape, exporter
     [
         (_Token, (2, 3, 4), "tok", "Concat", "dynamo"),
         (_Token, (2, 3, 4), "tok", "Concat", "legacy"),
-        _slow(_LayerScale, (2, 4), "gamma", "Mul", "dynamo"),
-        (_LayerScale, (2, 4), "gamma", "Mul", "legacy"),
+        _slow(_LayerScale, (2, 4), "alpha", "Mul", "dynamo"),
+        (_LayerScale, (2, 4), "alpha", "Mul", "legacy"),
     ],
 )
 def test_every_parameter_is_read_or_flagged(
