@@ -35,4 +35,3 @@ def run_study(tmp_path: Path) -> Callable[[Callable[[optuna.Trial], float]], opt
         return study
 
     return run
-
