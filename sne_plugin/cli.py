@@ -44,7 +44,23 @@ _NO_DEFAULT = (None, False, argparse.SUPPRESS)
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Keeps descriptions' line breaks, and ends each option's help with its default, unless
-    the help already says it or there is none to show (``None``, a switch)."""
+    the help already says it or there is none to show (``None``, a switch).
+
+    Examples
+    --------
+    >>> parser = argparse.ArgumentParser(
+    ...     prog="sne demo", formatter_class=lambda prog: HelpFormatter(prog, width=70))
+    >>> _ = parser.add_argument("--epochs", type=int, default=5, help="training epochs")
+    >>> _ = parser.add_argument("--quick", action="store_true", help="a smaller run")
+    >>> print(parser.format_help())
+    usage: sne demo [-h] [--epochs EPOCHS] [--quick]
+    <BLANKLINE>
+    options:
+      -h, --help       show this help message and exit
+      --epochs EPOCHS  training epochs (default: 5)
+      --quick          a smaller run
+    <BLANKLINE>
+    """
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""

@@ -54,6 +54,18 @@ class CurvePredictor:
     trained (data, cost, package version). ``shrink`` weighs the learned correction: the
     shipped one's was chosen by leave-out folds of the meta-zoo
     (``python -m sne_plugin.research.pretrain cv``; BENCHMARKS.md).
+
+    Examples
+    --------
+    With ``shrink=0`` (as shipped) and no curve model, a trial's score is its validation
+    value's rank among its peers now, the first curve feature; the networks are not read.
+
+    >>> import numpy as np
+    >>> predictor = CurvePredictor(regressor=None, shrink=0.0)
+    >>> side = np.array([[0.9, 0.8, 0.9, 0.1, 0.5],    # rank_now, rank_prev, rank_best,
+    ...                  [0.2, 0.3, 0.3, -0.1, 0.5]])  # rank_delta, progress
+    >>> predictor.predict([None, None], side).tolist()
+    [0.9, 0.2]
     """
 
     regressor: Any

@@ -88,7 +88,17 @@ class _MLP(nn.Module):
 
 
 class WeightStatsModel:
-    """An MLP on :func:`weight_summary` plus side inputs (see the module doc)."""
+    """An MLP on :func:`weight_summary` plus side inputs (see the module doc).
+
+    Examples
+    --------
+    >>> from sne_plugin.testing import scaled_cnn_zoo
+    >>> nets, y = scaled_cnn_zoo(16)
+    >>> side = np.full((16, 1), np.nan)  # one side input, unknown for every network
+    >>> model = WeightStatsModel(epochs=5).fit(nets, y, side)
+    >>> model.transform(nets[:3]).shape, model.predict(nets[:3], side[:3]).shape
+    ((3, 44), (3,))
+    """
 
     def __init__(
         self,

@@ -11,7 +11,10 @@ import optuna
 
 from sne_plugin.integrations.optuna import report_weights
 
-__all__ = ["SNEPruningCallback"]
+__all__ = ["PRUNED_AT_ATTR", "SNEPruningCallback"]
+
+PRUNED_AT_ATTR = "sne:pruned_at"
+"""The trial's user attribute holding the epoch at which the callback stopped it."""
 
 
 class SNEPruningCallback(pl.Callback):
@@ -24,7 +27,11 @@ class SNEPruningCallback(pl.Callback):
     Under DDP, only rank 0 reports and asks (the ranks' weights are equal after each step;
     give every process the same RDB storage, as optuna's own Lightning callback asks); its
     answer is broadcast, every rank sets ``trainer.should_stop``, and the objective calls
-    :meth:`check_pruned` after ``trainer.fit`` to raise ``TrialPruned``.
+    :meth:`check_pruned` after ``trainer.fit`` to raise ``TrialPruned``. Rank 0 records the
+    epoch it stopped at as the trial's user attribute ``sne:pruned_at``, which is how
+    :meth:`check_pruned` learns of it when the ranks ran in processes of their own
+    (``strategy="ddp_spawn"``: they get pickled copies of the trial and of the study's pruner;
+    give the pruner an ``artifact_dir`` so that weights reported there outlive them).
 
     >>> import optuna
     >>> from sne_plugin.integrations.optuna import SNEPruner
@@ -51,6 +58,8 @@ class SNEPruningCallback(pl.Callback):
         if not stop:
             return
         self.pruned_at = epoch
+        if trainer.is_global_zero:
+            self.trial.set_user_attr(PRUNED_AT_ATTR, epoch)
         trainer.should_stop = True
         if trainer.world_size == 1:
             raise optuna.TrialPruned(f"pruned by SNEPruner at epoch {epoch}")
@@ -69,9 +78,14 @@ class SNEPruningCallback(pl.Callback):
         return bool(self.trial.should_prune())
 
     def check_pruned(self) -> None:
-        """Raise :class:`optuna.TrialPruned` if training was stopped by this callback (DDP)."""
-        if self.pruned_at is not None:
-            raise optuna.TrialPruned(f"pruned by SNEPruner at epoch {self.pruned_at}")
+        """Raise :class:`optuna.TrialPruned` if training was stopped by this callback (DDP),
+        here or, under ``ddp_spawn``, in the worker process of rank 0 (read from storage)."""
+        epoch = self.pruned_at
+        if epoch is None:
+            attrs = self.trial.storage.get_trial_user_attrs(self.trial._trial_id)
+            epoch = attrs.get(PRUNED_AT_ATTR)
+        if epoch is not None:
+            raise optuna.TrialPruned(f"pruned by SNEPruner at epoch {epoch}")
 
     def state_dict(self) -> dict[str, Any]:
         return {"pruned_at": self.pruned_at}

@@ -102,6 +102,15 @@ class WeightsBank:
         self._nets: dict[tuple[int, int], NetworkWeights] = {}
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_lock"]  # not picklable; a copy gets its own
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def remember(self, trial_id: int, step: int, net: NetworkWeights) -> None:
         with self._lock:
             self._nets[(trial_id, step)] = net

@@ -215,9 +215,20 @@ class SNEPruner(BasePruner):
                 refit_every=refit_every,
                 fine_tune_epochs=fine_tune_epochs,
                 read=self._weights,
-                drop=lambda trial_id, step: self._bank.drop(trial_id, step),
+                drop=self._drop_weights,
                 record=_record,
             )
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Picklable (its lock is not), as strategies that start their workers by pickling the
+        # trial, and with it the study's pruner, need: Lightning's ddp_spawn.
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ Optuna's entry point
     def prune(self, study: optuna.study.Study, trial: FrozenTrial) -> bool:
@@ -313,6 +324,9 @@ class SNEPruner(BasePruner):
         except Exception as exc:
             warn(f"could not read the weights of trial {trial.number} at step {step} ({exc})")
             return None
+
+    def _drop_weights(self, trial_id: int, step: int) -> None:
+        self._bank.drop(trial_id, step)
 
     def _forget(self, trial_id: int, step: int, *, before: bool = False) -> None:
         """Drop weights at ``step`` (or before it) once a pretrained model no longer needs them.

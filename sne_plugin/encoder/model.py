@@ -61,6 +61,15 @@ class KernelLift(nn.Module):
     second generated matrix: magnitudes then reach the set pooling directly instead of
     averaging out as random signs do (measured: without it, embeddings of different
     networks start nearly identical and training takes several epochs to separate them).
+
+    Examples
+    --------
+    >>> _ = torch.manual_seed(0)
+    >>> lift = KernelLift(width=8)
+    >>> lift(torch.randn(5, 9), (3, 3)).shape  # five 3x3 kernels, flattened
+    torch.Size([5, 8])
+    >>> lift(torch.randn(5, 1), ()).shape  # five scalars, through the same weights
+    torch.Size([5, 8])
     """
 
     def __init__(self, width: int) -> None:
@@ -126,6 +135,24 @@ class SNEEncoder(nn.Module):
     their index within the tensor, so swapping two chunks of a layer changes the encoding.
     Encodings are *added* to the element features (the alternative, concatenation, costs
     width; see BENCHMARKS.md for the measured comparison when one was run).
+
+    Examples
+    --------
+    An MLP and a CNN in one batch: their flat parameter vectors, concatenated, and the batch's
+    index tensors (:func:`~sne_plugin.encoder.make_batch`) give one embedding each.
+
+    >>> from sne_plugin import NetworkWeights
+    >>> from sne_plugin.encoder import make_batch
+    >>> g = torch.Generator().manual_seed(0)
+    >>> mlp = NetworkWeights.from_pairs([(torch.randn(8, 4, generator=g), torch.zeros(8)),
+    ...                                  (torch.randn(2, 8, generator=g), None)])
+    >>> cnn = NetworkWeights.from_pairs([(torch.randn(6, 1, 3, 3, generator=g), None)])
+    >>> batch = make_batch([mlp.spec, cnn.spec], chunk_size=16, max_set=64)
+    >>> flat = torch.cat([torch.from_numpy(net.flatten()) for net in (mlp, cnn)])
+    >>> _ = torch.manual_seed(0)
+    >>> encoder = SNEEncoder(width=32, heads=4, chunk_size=16, max_set=64)
+    >>> encoder(batch, flat).shape
+    torch.Size([2, 32])
     """
 
     def __init__(
@@ -335,6 +362,18 @@ class SNENet(nn.Module):
     standardised embedding. With ``n_stats > 0`` a second branch, a small MLP, reads
     ``n_stats`` standardised weight statistics per network
     (:func:`sne_plugin.encoder.stats.network_summary`); its output joins the concatenation.
+
+    Examples
+    --------
+    >>> from sne_plugin import NetworkWeights
+    >>> from sne_plugin.encoder import make_batch
+    >>> nets = [NetworkWeights.from_pairs([(torch.full((4, 3), s), None)]) for s in (0.1, 0.2)]
+    >>> batch = make_batch([net.spec for net in nets], chunk_size=8, max_set=64)
+    >>> flat = torch.cat([torch.from_numpy(net.flatten()) for net in nets])
+    >>> _ = torch.manual_seed(0)
+    >>> model = SNENet(hidden=16, n_side=1, width=16, heads=2, chunk_size=8, max_set=64)
+    >>> model(batch, flat, side=torch.tensor([[0.5], [0.7]])).shape  # one logit per network
+    torch.Size([2])
     """
 
     def __init__(

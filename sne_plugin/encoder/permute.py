@@ -30,7 +30,15 @@ _PRODUCERS = {LayerKind.DENSE, LayerKind.CONV1D, LayerKind.CONV2D, LayerKind.CON
 
 @dataclass(frozen=True)
 class Boundary:
-    """Hidden units between ``producer`` and ``consumer`` (layer indices) that may be permuted."""
+    """Hidden units between ``producer`` and ``consumer`` (layer indices) that may be permuted.
+
+    Examples
+    --------
+    >>> import torch
+    >>> mlp = NetworkWeights.from_pairs([(torch.ones(16, 4), None), (torch.ones(3, 16), None)])
+    >>> boundaries(mlp.spec)
+    (Boundary(producer=0, norms=(), consumer=1, units=16, spatial=1),)
+    """
 
     producer: int
     norms: tuple[int, ...]

@@ -53,6 +53,16 @@ class SpecPlan:
     A chunk's values are contiguous in the flat vector (elements of a tensor are, and
     padding only ever ends a tensor), so a chunk is fully described by where it starts,
     how many real elements it holds, and its group's kernel shape.
+
+    Examples
+    --------
+    A dense layer of 4 x 10 weights and 4 biases, in chunks of 8 elements:
+
+    >>> from sne_plugin.weights import LayerSpec
+    >>> spec = NetworkSpec((LayerSpec(LayerKind.DENSE, "fc", (4, 10), (4,)),))
+    >>> plan = spec_plan(spec, chunk_size=8)
+    >>> plan.num_chunks, plan.chunk_valid.tolist(), plan.chunk_start.tolist()
+    (6, [8, 8, 8, 8, 8, 4], [0, 8, 16, 24, 32, 40])
     """
 
     num_params: int
@@ -135,7 +145,18 @@ def _tensor_table(spec: NetworkSpec) -> list[tuple[int, int, int, tuple[int, ...
 
 @dataclass
 class ChunkGroup:
-    """The chunks of one kernel shape in a batch."""
+    """The chunks of one kernel shape in a batch.
+
+    Examples
+    --------
+    >>> from sne_plugin.weights import LayerSpec
+    >>> conv = LayerSpec(LayerKind.CONV2D, "conv", (2, 3, 3, 3), None)  # 6 kernels of 3x3
+    >>> batch = make_batch([NetworkSpec((conv,))], chunk_size=4, max_set=64)
+    >>> [(group.kernel_shape, group.valid.tolist()) for group in batch.groups]
+    [((3, 3), [4, 2])]
+    >>> batch.groups[0].part(1, 2).start.tolist()  # the second chunk starts at kernel 4
+    [36]
+    """
 
     kernel_shape: tuple[int, ...]
     start: torch.Tensor  # (Q_g,) flat offset in the batch vector
@@ -152,7 +173,20 @@ class ChunkGroup:
 @dataclass(frozen=True)
 class Pass:
     """One streaming pass: consecutive first-level chunk sets ``[set_lo, set_hi)``, covering
-    chunks ``[chunk_lo, chunk_hi)``, and each group's slice ``(group, lo, hi)`` of them."""
+    chunks ``[chunk_lo, chunk_hi)``, and each group's slice ``(group, lo, hi)`` of them.
+
+    Examples
+    --------
+    Two networks of one dense layer each: four tensors, four chunk sets of 5, 1, 5 and 1
+    chunks; passes of at most 6 chunks take two sets each.
+
+    >>> from sne_plugin.weights import LayerSpec
+    >>> spec = NetworkSpec((LayerSpec(LayerKind.DENSE, "fc", (4, 10), (4,)),))
+    >>> for p in make_batch([spec, spec], chunk_size=8, max_set=64).passes(6):
+    ...     print(p)
+    Pass(set_lo=0, set_hi=2, chunk_lo=0, chunk_hi=6, slices=((0, 0, 6),), width=5)
+    Pass(set_lo=2, set_hi=4, chunk_lo=6, chunk_hi=12, slices=((0, 6, 12),), width=5)
+    """
 
     set_lo: int
     set_hi: int
@@ -164,7 +198,18 @@ class Pass:
 
 @dataclass
 class Batch:
-    """Index tensors for one minibatch of networks (see the module docstring)."""
+    """Index tensors for one minibatch of networks (see the module docstring).
+
+    Examples
+    --------
+    >>> from sne_plugin.weights import LayerSpec
+    >>> spec = NetworkSpec((LayerSpec(LayerKind.DENSE, "fc", (4, 10), (4,)),))
+    >>> batch = make_batch([spec, spec], chunk_size=8, max_set=64)
+    >>> batch.n_networks, batch.n_params, batch.n_tensors, batch.n_chunks
+    (2, 88, 4, 12)
+    >>> batch.net_pack.tolist()  # each network's layers
+    [[0], [1]]
+    """
 
     n_networks: int
     n_params: int

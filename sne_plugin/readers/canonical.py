@@ -56,7 +56,21 @@ _PRODUCERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 class BatchNormStats:
     """One BatchNorm to fold: the layer it follows, its own layer (None without affine
     parameters: then gamma is 1 and beta 0), each by name or by index in the network, and
-    its running statistics."""
+    its running statistics.
+
+    Examples
+    --------
+    A BatchNorm without affine parameters after ``fc``: folded, ``fc`` computes
+    ``(W x + b - mean) / sqrt(var + eps)`` itself.
+
+    >>> import torch
+    >>> net = NetworkWeights.from_pairs([(torch.ones(2, 3), torch.zeros(2))], names=["fc"])
+    >>> bn = BatchNormStats("fc", None, mean=torch.tensor([1.0, 2.0]), var=torch.full((2,), 4.0),
+    ...                     eps=0.0)
+    >>> fc = canonical(net, [bn]).layers[0]
+    >>> fc.weight[:, 0].tolist(), fc.bias.tolist()
+    ([0.5, 0.5], [-0.5, -1.0])
+    """
 
     producer: str | int
     norm: str | int | None

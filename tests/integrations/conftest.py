@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 
+# A script that test_lightning.py runs in a subprocess (Lightning's ddp_spawn workers import
+# it as __mp_main__); not a test module, and not for the doctest collection either.
+collect_ignore = ["lightning_ddp_study.py"]
+
 optuna = pytest.importorskip("optuna")
 
 from sne_plugin.integrations.optuna import SNEPruner  # noqa: E402

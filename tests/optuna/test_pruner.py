@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import shutil
 import subprocess
 import sys
@@ -426,3 +427,22 @@ def test_reported_modules_are_read_in_the_estimators_canonical_form() -> None:
     assert len(read_weights(model).layers) == 3  # as stored: the BatchNorm a layer of its own
     for a, b in zip(got.layers, want.layers, strict=True):
         assert torch.equal(torch.as_tensor(a.weight), torch.as_tensor(b.weight))
+
+
+def test_a_pickled_pruner_keeps_its_weights_and_works(tmp_path: Path) -> None:
+    """Lightning's ddp_spawn pickles the trial, and with it the study's pruner, into each
+    worker process: the copy holds the reported weights and a lock of its own."""
+    from sne_plugin.testing import FirstWeightPredictor
+
+    pruner = SNEPruner(FirstWeightPredictor(), n_warmup_steps=0, artifact_dir=tmp_path / "a")
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}", pruner=pruner)
+    trial = study.ask()
+    report_weights(trial, torch.nn.Linear(2, 1), 0)
+    copy = pickle.loads(pickle.dumps(pruner))
+    assert copy.bank.cached(trial._trial_id, 0) is not None
+    assert copy._lock is not pruner._lock
+    report_weights(trial, torch.nn.Linear(2, 1), 1, pruner=copy)
+    assert copy.bank.cached(trial._trial_id, 1) is not None
+    assert copy.prune(study, study.trials[0]) is False  # too few trials: no error either
+    default = pickle.loads(pickle.dumps(SNEPruner()))  # the shipped predictor's curve engine
+    assert default._curve is not None
