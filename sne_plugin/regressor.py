@@ -196,6 +196,14 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         statistics summarised over the layers into a fixed-size vector (any architecture;
         :func:`sne_plugin.encoder.stats.network_summary`), standardised with the training
         statistics (``stats_``) and passed through a small MLP.
+    stats_boost:
+        Beside the set encoder, gradient-boosted trees (scikit-learn's histogram gradient
+        boosting, 20 networks per leaf at least) fitted by ``fit`` on the same summary of the
+        weight statistics (and on the side inputs when given); ``predict`` returns the mean
+        of the network's and the trees' predictions. Losses ``"bce"`` and ``"mse"`` only (a
+        ranking loss's scores live on another scale), and 40 networks at least;
+        ``partial_fit`` keeps the trees of the last ``fit``. The trees are saved with the
+        regressor as plain arrays (``trees_``); ``transform`` is the encoder's alone.
     max_chunks_per_pass:
         How many chunks go through the chunk encoder at once: bounds the working memory
         of very large networks (and, while training, enables recomputation).
