@@ -425,8 +425,10 @@ class SNERegressor(RegressorMixin, BaseEstimator):
             data.side = self._side(side, len(data))
             data.stats = self._stats(data)
             self._train(data, target, epochs, early_stopping=early_stopping)
-        if restart:
+        if early_stopping:  # fit (partial_fit keeps the trees of the last fit, if any)
             self.trees_ = self._fit_trees(data, target)
+        elif restart:
+            self.trees_ = None
         return self
 
     def _fit_trees(self, data: _Data, target: np.ndarray) -> TreeEnsemble | None:

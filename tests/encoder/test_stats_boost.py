@@ -70,3 +70,14 @@ def test_no_trees_with_a_ranking_loss_or_too_few_networks() -> None:
     small = dict(width=8, heads=1, epochs=1, stats_boost=True, random_state=0, verbose=False)
     assert SNERegressor(**small).fit(nets[:30], y[:30]).trees_ is None  # fewer than 40
     assert SNERegressor(loss="pairwise", **small).fit(nets, y).trees_ is None
+
+
+def test_partial_fit_keeps_the_trees_of_the_last_fit() -> None:
+    nets, y = scaled_cnn_zoo(60, seed=7)
+    small = dict(width=8, heads=1, epochs=1, stats_boost=True, random_state=0, verbose=False)
+    online = SNERegressor(**small).partial_fit(nets, y)
+    assert online.trees_ is None
+    reg = SNERegressor(**small).fit(nets, y)
+    trees = reg.trees_
+    assert trees is not None
+    assert reg.partial_fit(nets[:10], y[:10]).trees_ is trees
