@@ -22,6 +22,7 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +77,14 @@ class TreeEnsemble:
             )
         baseline = float(np.asarray(model._baseline_prediction).ravel()[0])
         return cls(*parts, offsets, baseline, int(model.n_features_in_))
+
+    def on_columns(self, columns: np.ndarray, n_features: int) -> TreeEnsemble:
+        """The same trees reading ``X[:, columns]`` of an ``X`` with ``n_features`` columns
+        (fitted on a subset of the columns, used on all of them)."""
+        feature = (
+            np.asarray(columns, dtype=np.int64)[self.feature] if len(self.feature) else self.feature
+        )
+        return dataclasses.replace(self, feature=feature, n_features=int(n_features))
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """The ensemble's prediction for each row of ``X`` (NaN: missing)."""

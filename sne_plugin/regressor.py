@@ -275,7 +275,7 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         chunk_position: bool = True,
         tensor_stats: bool = True,
         stats_branch: bool = False,
-        stats_boost: bool = False,
+        stats_boost: bool = True,
         max_chunks_per_pass: int = 8192,
         device: str = "auto",
         threads: int | None = 1,
@@ -440,7 +440,12 @@ class SNERegressor(RegressorMixin, BaseEstimator):
 
         seed = int(self._rng.randint(2**31 - 1))
         booster = HistGradientBoostingRegressor(min_samples_leaf=_LEAF, random_state=seed)
-        return TreeEnsemble.from_hgb(booster.fit(self._tree_features(data), target))
+        features = self._tree_features(data)
+        known = np.flatnonzero(~np.isnan(features).all(axis=0))  # (no bias, say: all NaN)
+        if not len(known):
+            return None
+        trees = TreeEnsemble.from_hgb(booster.fit(features[:, known], target))
+        return trees.on_columns(known, features.shape[1])
 
     def _tree_features(self, data: _Data) -> np.ndarray:
         """The trees' input: the weight statistics summarised over layers (any architecture;

@@ -53,6 +53,7 @@ def default_regressor(*, loss: str = "bce") -> Any:
         lr=3e-3,
         invariance_weight=0.0,
         validation_fraction=0.0,
+        stats_boost=False,  # refitted often on few trials: the network alone, as measured
         loss=loss,
         random_state=0,
         verbose=False,  # refitted inside should_prune(): no bar in the middle of a search

@@ -81,3 +81,23 @@ def test_partial_fit_keeps_the_trees_of_the_last_fit() -> None:
     trees = reg.trees_
     assert trees is not None
     assert reg.partial_fit(nets[:10], y[:10]).trees_ is trees
+
+
+def test_columns_unknown_in_every_training_network_are_left_out() -> None:
+    """Networks without biases have NaN bias statistics: the trees split on the other columns
+    and still read the full feature vector at prediction."""
+    from sne_plugin import NetworkWeights
+
+    g = np.random.default_rng(0)
+    scales = g.uniform(0.1, 1.0, 50)
+    nets = [
+        NetworkWeights.from_pairs(
+            [(g.normal(size=(6, 4)) * s, None), (g.normal(size=(2, 6)), None)]
+        )
+        for s in scales
+    ]
+    small = dict(width=8, heads=1, epochs=1, stats_boost=True, random_state=0, verbose=False)
+    reg = SNERegressor(**small).fit(nets, scales)
+    assert reg.trees_ is not None
+    assert reg.trees_.n_features == reg._tree_features(reg._data(nets, None)).shape[1]
+    assert np.isfinite(reg.predict(nets)).all()
