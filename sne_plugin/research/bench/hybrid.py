@@ -45,7 +45,7 @@ def _record(task_name: str, seed: int, out: str, cache: str) -> str:
     task = select_tasks("small", [task_name])[0]
     data = task.load(ZooCache(cache, workers=1, progress=False), seed)
     start = time.perf_counter()
-    sne = SNERegressor(device="cpu", verbose=False, random_state=seed).fit(
+    sne = SNERegressor(device="cpu", verbose=False, random_state=seed, stats_boost=False).fit(
         data.X_train, data.y_train
     )
     fit_s = time.perf_counter() - start
@@ -53,7 +53,7 @@ def _record(task_name: str, seed: int, out: str, cache: str) -> str:
     extra: dict[str, np.ndarray] = {}
     if task.kind == "early":  # SNE with the side inputs a search has: curve, hyperparameters
         side_train, side_test = side_inputs(data, early=True)
-        with_side = SNERegressor(device="cpu", verbose=False, random_state=seed)
+        with_side = SNERegressor(device="cpu", verbose=False, random_state=seed, stats_boost=False)
         with_side.fit(data.X_train, data.y_train, side=side_train)
         extra = {
             "side_train": side_train,
