@@ -245,6 +245,7 @@ def fit_predictor(
             loss="mse",
             validation_fraction=0.1,
             patience=4,
+            stats_boost=False,  # a correction read through predict_embedded: the network alone
             random_state=seed,
             verbose=True,
         ).fit(s.nets, residual, side=s.side)
