@@ -117,7 +117,16 @@ def cli_wording(message: str, flags: Sequence[tuple[str, str]]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``sne`` with ``argv`` (default: the process's arguments); returns the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser(_command_in(argv)).parse_args(argv)
+    try:
+        args = build_parser(_command_in(argv)).parse_args(argv)
+    except BrokenPipeError:  # --help into a closed pipe, stdout unbuffered
+        return _closed_pipe()
+    except SystemExit:  # --help, --version, a usage error: argparse exits after printing
+        try:
+            sys.stdout.flush()  # buffered output meets a closed pipe here, not at exit
+        except BrokenPipeError:
+            return _closed_pipe()
+        raise
     try:
         code = int(args.func(args) or 0)
         sys.stdout.flush()
