@@ -253,7 +253,10 @@ def _check_trials(trials: list, victim_finished: int, kind: str, beaten: set[int
         assert len(mine) == N_TRIALS and all(t.state in finished for t in mine), (i, mine)
     victims = by_worker.get(KILLED, []) + by_worker.get(None, [])  # killed before its attr
     unfinished = [t for t in victims if t.state not in finished]
-    assert sum(t.state in finished for t in victims) == victim_finished
+    # The victim's callback writes its "done" line after the trial is told: a kill between
+    # the two leaves one finished trial more in storage than lines (seen once, journal).
+    finished_victims = sum(t.state in finished for t in victims)
+    assert finished_victims - victim_finished in (0, 1), (finished_victims, victim_finished)
     assert len(unfinished) <= 1, unfinished
     for t in unfinished:
         # A journal has no heartbeat: the trial stays RUNNING. RDB storages fail a trial whose
@@ -262,7 +265,7 @@ def _check_trials(trials: list, victim_finished: int, kind: str, beaten: set[int
         # victim's trials were short enough for the kill to land in that window).
         expected = TrialState.FAIL if t._trial_id in beaten else TrialState.RUNNING
         assert t.state == expected, (t.number, t.state, kind, t._trial_id in beaten)
-    assert len(trials) == (N_WORKERS - 1) * N_TRIALS + victim_finished + len(unfinished)
+    assert len(trials) == (N_WORKERS - 1) * N_TRIALS + finished_victims + len(unfinished)
     assert any(t.state == TrialState.PRUNED for t in trials)  # the pruner took part
 
 
