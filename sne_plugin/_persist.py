@@ -73,6 +73,7 @@ FITTED: tuple[Fitted, ...] = (
     Fitted("history_", "history"),
     Fitted("best_val_tau_", "float", optional=True),
     Fitted("trees_", "trees", optional=True),
+    Fitted("trees_weight_", "float", optional=True),
     Fitted("_rng", "rng"),
 )
 _TENSORS = ("module_", "optimizer_")

@@ -1,12 +1,14 @@
-"""A fitted gradient-boosted tree ensemble as plain arrays: saved without pickle, predicted
-with numpy.
+"""Fitted tree ensembles as plain arrays: saved without pickle, predicted with numpy.
 
-:class:`~sklearn.ensemble.HistGradientBoostingRegressor` fits the trees;
-:meth:`TreeEnsemble.from_hgb` keeps what prediction needs (per node: feature, threshold, where
-a missing value goes, the two children, the leaf value), which :mod:`sne_plugin._persist`
-stores in the regressor's ``.npz``.
+:class:`~sklearn.ensemble.HistGradientBoostingRegressor` and
+:class:`~sklearn.ensemble.ExtraTreesRegressor` fit the trees; :meth:`TreeEnsemble.from_hgb`
+and :meth:`TreeEnsemble.from_forest` keep what prediction needs (per node: feature,
+threshold, where a missing value goes, the two children, the leaf value), which
+:mod:`sne_plugin._persist` stores in the regressor's ``.npz``. Ensembles are weighted and
+joined into one (:meth:`TreeEnsemble.scaled`, :meth:`TreeEnsemble.join`): the prediction is
+a baseline plus the sum of one leaf value per tree.
 Prediction walks every tree for every row at once, one level per step, and equals the
-booster's own ``predict`` (numerical features; tested).
+estimators' own ``predict`` (numerical features; tested).
 
 >>> import numpy as np
 >>> from sklearn.ensemble import HistGradientBoostingRegressor
@@ -77,6 +79,63 @@ class TreeEnsemble:
             )
         baseline = float(np.asarray(model._baseline_prediction).ravel()[0])
         return cls(*parts, offsets, baseline, int(model.n_features_in_))
+
+    @classmethod
+    def from_forest(cls, model: Any, fill: np.ndarray) -> TreeEnsemble:
+        """The trees of a fitted single-output forest of regression trees (for example
+        ``ExtraTreesRegressor``) fitted on data whose missing values were replaced by
+        ``fill`` (one value per feature): a missing value then goes where ``fill`` would."""
+        trees = [estimator.tree_ for estimator in model.estimators_]
+        sizes = [int(t.node_count) for t in trees]
+        offsets = np.cumsum([0, *sizes])[:-1].astype(np.int64)
+        shift = np.repeat(offsets, sizes)
+        feature = np.concatenate([t.feature for t in trees]).astype(np.int64)
+        leaf = feature < 0
+        feature[leaf] = 0
+        threshold = np.concatenate([t.threshold for t in trees]).astype(np.float64)
+        own = np.arange(len(feature), dtype=np.int64)
+        left = np.where(leaf, own, np.concatenate([t.children_left for t in trees]) + shift)
+        right = np.where(leaf, own, np.concatenate([t.children_right for t in trees]) + shift)
+        value = np.concatenate([t.value[:, 0, 0] for t in trees]) / max(len(trees), 1)
+        fill = np.asarray(fill, dtype=np.float64)
+        missing_left = ~leaf & (fill[feature] <= threshold)
+        return cls(
+            feature,
+            threshold,
+            missing_left,
+            left.astype(np.int64),
+            right.astype(np.int64),
+            leaf,
+            value.astype(np.float64),
+            offsets,
+            0.0,
+            int(model.n_features_in_),
+        )
+
+    def scaled(self, weight: float) -> TreeEnsemble:
+        """The ensemble whose prediction is ``weight`` times this one's."""
+        return dataclasses.replace(self, value=self.value * weight, baseline=self.baseline * weight)
+
+    def join(self, other: TreeEnsemble) -> TreeEnsemble:
+        """One ensemble predicting the sum of this one's and ``other``'s predictions."""
+        if other.n_features != self.n_features:
+            raise SNEError(
+                f"cannot join tree ensembles on {self.n_features} and {other.n_features} features"
+            )
+        n = len(self.feature)
+        cat = lambda a, b: np.concatenate([a, b])  # noqa: E731
+        return TreeEnsemble(
+            cat(self.feature, other.feature),
+            cat(self.threshold, other.threshold),
+            cat(self.missing_left, other.missing_left),
+            cat(self.left, other.left + n),
+            cat(self.right, other.right + n),
+            cat(self.leaf, other.leaf),
+            cat(self.value, other.value),
+            cat(self.roots, other.roots + n),
+            self.baseline + other.baseline,
+            self.n_features,
+        )
 
     def on_columns(self, columns: np.ndarray, n_features: int) -> TreeEnsemble:
         """The same trees reading ``X[:, columns]`` of an ``X`` with ``n_features`` columns

@@ -197,13 +197,16 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         :func:`sne_plugin.encoder.stats.network_summary`), standardised with the training
         statistics (``stats_``) and passed through a small MLP.
     stats_boost:
-        Beside the set encoder, gradient-boosted trees (scikit-learn's histogram gradient
-        boosting, 20 networks per leaf at least) fitted by ``fit`` on the same summary of the
-        weight statistics (and on the side inputs when given); ``predict`` returns the mean
-        of the network's and the trees' predictions. Losses ``"bce"`` and ``"mse"`` only (a
-        ranking loss's scores live on another scale), and 40 networks at least;
-        ``partial_fit`` keeps the trees of the last ``fit``. The trees are saved with the
-        regressor as plain arrays (``trees_``); ``transform`` is the encoder's alone.
+        Beside the set encoder, two tree ensembles fitted by ``fit`` on the same summary of
+        the weight statistics (and on the side inputs when given): gradient-boosted trees
+        (scikit-learn's histogram gradient boosting, 20 networks per leaf at least) and a
+        forest of extremely randomized trees (scikit-learn's ``ExtraTreesRegressor`` at its
+        defaults, missing values read as the training median); ``predict`` returns the mean
+        of the three predictions, network, boosted trees and forest (``trees_weight_`` = 2/3
+        is the trees' share). Losses ``"bce"`` and ``"mse"`` only (a ranking loss's scores
+        live on another scale), and 40 networks at least; ``partial_fit`` keeps the trees of
+        the last ``fit``. The trees are saved with the regressor as plain arrays
+        (``trees_``); ``transform`` is the encoder's alone.
     max_chunks_per_pass:
         How many chunks go through the chunk encoder at once: bounds the working memory
         of very large networks (and, while training, enables recomputation).
@@ -333,7 +336,9 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         trees = getattr(self, "trees_", None)  # (absent from pickles of older versions)
         if trees is None:
             return predicted
-        return np.asarray((predicted + trees.predict(self._tree_features(data))) / 2)
+        weight = getattr(self, "trees_weight_", _TREES_WEIGHT_V1)  # (older saves: 1/2)
+        from_trees = trees.predict(self._tree_features(data))
+        return np.asarray((1 - weight) * predicted + weight * from_trees)
 
     def predict_embedded(self, embeddings: Any, side: Any = None) -> np.ndarray:
         """:meth:`predict` from embeddings made by :meth:`transform`: only the head runs
@@ -427,6 +432,7 @@ class SNERegressor(RegressorMixin, BaseEstimator):
             self._train(data, target, epochs, early_stopping=early_stopping)
         if early_stopping:  # fit (partial_fit keeps the trees of the last fit, if any)
             self.trees_ = self._fit_trees(data, target)
+            self.trees_weight_ = _TREES_WEIGHT
         elif restart:
             self.trees_ = None
         return self
@@ -436,22 +442,30 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         None (``stats_boost=False``, a ranking loss, or too few networks to split)."""
         if not self.stats_boost or self.loss_ not in ("bce", "mse") or len(data) < 2 * _LEAF:
             return None
-        from sklearn.ensemble import HistGradientBoostingRegressor
+        from sklearn.ensemble import ExtraTreesRegressor, HistGradientBoostingRegressor
 
-        seed = int(self._rng.randint(2**31 - 1))
+        seed, forest_seed = (int(s) for s in self._rng.randint(2**31 - 1, size=2))
         booster = HistGradientBoostingRegressor(min_samples_leaf=_LEAF, random_state=seed)
+        forest = ExtraTreesRegressor(random_state=forest_seed, n_jobs=1)
         features = self._tree_features(data)
         known = np.flatnonzero(~np.isnan(features).all(axis=0))  # (no bias, say: all NaN)
         if not len(known):
             return None
-        trees = TreeEnsemble.from_hgb(booster.fit(features[:, known], target))
+        X = features[:, known]
+        fill = np.nanmedian(X, axis=0)  # the forest's missing values: the training median
+        boosted = TreeEnsemble.from_hgb(booster.fit(X, target))
+        forest.fit(np.where(np.isnan(X), fill, X), target)
+        trees = boosted.scaled(0.5).join(TreeEnsemble.from_forest(forest, fill).scaled(0.5))
         return trees.on_columns(known, features.shape[1])
 
     def _tree_features(self, data: _Data) -> np.ndarray:
         """The trees' input: the weight statistics summarised over layers (any architecture;
         :func:`~sne_plugin.encoder.stats.network_summary`), then the side inputs."""
         summary = network_summaries(data.specs, [data.net(i) for i in range(len(data))])
-        return summary if data.side is None else np.c_[summary, data.side.numpy()]
+        features = summary if data.side is None else np.c_[summary, data.side.numpy()]
+        # float32 values, held as float64: the forest's trees compare in float32 and the
+        # booster's in float64, and on such values both agree with the arrays in trees_
+        return features.astype(np.float32).astype(np.float64)
 
     def _data(self, X: Any, side: Any) -> _Data:
         data = _as_data(X, self.strict)
@@ -875,7 +889,11 @@ def _resolve_loss(loss: str, y: Any) -> str:
     return resolve_loss(loss, y)
 
 
-_LEAF = 20  # the trees' smallest leaf (scikit-learn's default)
+_LEAF = 20  # the boosted trees' smallest leaf (scikit-learn's default)
+# The trees' share of the prediction: the network, the boosted trees and the forest count a
+# third each (trees_ holds the two tree ensembles at half weight each); saves of 0.1.x before
+# the forest held the boosted trees alone, at half of the prediction.
+_TREES_WEIGHT, _TREES_WEIGHT_V1 = 2 / 3, 0.5
 _VAL_CALIBRATION = 64  # validation networks enough to set the standardisation statistics
 _STATS_CLIP = 5.0  # standardised statistics beyond +-5 (another architecture's) are clipped
 

@@ -1,11 +1,12 @@
-"""``stats_boost``: gradient-boosted trees on the weight statistics beside the set encoder,
-their prediction averaged with the network's; the trees as plain arrays (saved without pickle)."""
+"""``stats_boost``: gradient-boosted trees and a forest of extremely randomized trees on the
+weight statistics beside the set encoder, the three predictions averaged; the trees as plain
+arrays (saved without pickle)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.ensemble import ExtraTreesRegressor, HistGradientBoostingRegressor
 
 from sne_plugin import SNEError, SNERegressor
 from sne_plugin._trees import TreeEnsemble
@@ -22,6 +23,36 @@ def test_tree_arrays_predict_as_the_booster_does_with_missing_values() -> None:
     X_new = rng.normal(size=(400, 12))
     X_new[rng.random(X_new.shape) < 0.3] = np.nan
     np.testing.assert_allclose(trees.predict(X_new), booster.predict(X_new), rtol=0, atol=1e-12)
+
+
+def test_forest_arrays_predict_as_the_forest_does_on_filled_missing_values() -> None:
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(200, 6)).astype(np.float32).astype(np.float64)
+    y = X[:, 0] - X[:, 3] ** 2
+    forest = ExtraTreesRegressor(n_estimators=30, random_state=0).fit(X, y)
+    fill = np.median(X, axis=0)
+    trees = TreeEnsemble.from_arrays(TreeEnsemble.from_forest(forest, fill).to_arrays())
+    X_new = rng.normal(size=(300, 6)).astype(np.float32).astype(np.float64)
+    X_new[rng.random(X_new.shape) < 0.3] = np.nan
+    filled = np.where(np.isnan(X_new), fill, X_new)
+    np.testing.assert_allclose(trees.predict(X_new), forest.predict(filled), rtol=0, atol=1e-12)
+
+
+def test_joined_and_scaled_ensembles_predict_the_weighted_sum() -> None:
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(150, 4))
+    y = np.sin(X[:, 0]) + X[:, 1]
+    booster = HistGradientBoostingRegressor(max_iter=20, random_state=0).fit(X, y)
+    forest = ExtraTreesRegressor(n_estimators=10, random_state=0).fit(X, y)
+    joined = (
+        TreeEnsemble.from_hgb(booster)
+        .scaled(0.25)
+        .join(TreeEnsemble.from_forest(forest, np.zeros(4)).scaled(0.75))
+    )
+    want = 0.25 * booster.predict(X) + 0.75 * forest.predict(X)
+    np.testing.assert_allclose(joined.predict(X), want, rtol=0, atol=1e-12)
+    with pytest.raises(SNEError, match="cannot join tree ensembles on 4 and 3 features"):
+        joined.join(TreeEnsemble.from_hgb(booster).on_columns(np.arange(3), 3))
 
 
 def test_garbled_tree_arrays_are_refused() -> None:
@@ -43,17 +74,35 @@ def boosted() -> tuple[SNERegressor, list, np.ndarray]:
     return reg.fit(nets[:60], y[:60]), nets, y
 
 
-def test_prediction_is_the_mean_of_the_network_and_the_trees(boosted: tuple) -> None:
+def test_prediction_is_the_mean_of_the_network_and_both_tree_ensembles(boosted: tuple) -> None:
     reg, nets, _ = boosted
     assert isinstance(reg.trees_, TreeEnsemble)
+    assert reg.trees_weight_ == pytest.approx(2 / 3)
     data = reg._data(nets[60:], None)
     both = reg.predict(nets[60:])
-    trees = reg.trees_.predict(reg._tree_features(data))
+    trees = reg.trees_.predict(reg._tree_features(data))  # (boosted + forest) / 2
     saved, reg.trees_ = reg.trees_, None
     network = reg.predict(nets[60:])
     reg.trees_ = saved
-    np.testing.assert_allclose(both, (network + trees) / 2, rtol=1e-6)
+    np.testing.assert_allclose(both, network / 3 + 2 * trees / 3, rtol=1e-6)
     assert not np.allclose(both, network)
+
+
+def test_a_regressor_saved_before_the_forest_keeps_its_half_and_half_mean(boosted: tuple) -> None:
+    """Saves and pickles of the earlier version have no ``trees_weight_``: their ``trees_``
+    are the boosted trees alone, averaged half and half with the network."""
+    reg, nets, _ = boosted
+    data = reg._data(nets[60:], None)
+    trees = reg.trees_.predict(reg._tree_features(data))
+    saved_trees, saved_weight = reg.trees_, reg.trees_weight_
+    del reg.trees_weight_
+    try:
+        older = reg.predict(nets[60:])
+        reg.trees_ = None
+        network = reg.predict(nets[60:])
+    finally:
+        reg.trees_, reg.trees_weight_ = saved_trees, saved_weight
+    np.testing.assert_allclose(older, (network + trees) / 2, rtol=1e-6)
 
 
 def test_saved_and_loaded_with_its_trees(boosted: tuple, tmp_path) -> None:

@@ -119,6 +119,7 @@ def _variants(d: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
         "mean(sne, statnn, summary)": (sne + statnn + summ) / 3,
         "rank mean(sne, statnn)": rankdata(sne) + rankdata(statnn),
     }
+    out.update(_stats_learners(d, seed))
     emb = np.c_[d["emb_train"], d["sum_train"]], np.c_[d["emb_test"], d["sum_test"]]
     out["hgb(emb+summary)"] = _hgb(seed).fit(emb[0], y).predict(emb[1])
     if "side_train" in d:
@@ -132,6 +133,53 @@ def _variants(d: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
         out["mean(sne+side, hgb(summary+side))"] = (d["sne_side_test"] + sum_side) / 2
         out["mean(sne+side, side alone)"] = (d["sne_side_test"] + side) / 2
     return out
+
+
+def _stats_learners(d: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
+    """Other learners on the architecture-agnostic summary, alone and beside SNE: a ridge,
+    a slower booster, and forests of extremely randomized trees (missing values filled with
+    the training median; ``et`` at scikit-learn's defaults is what ``stats_boost`` fits)."""
+    from sklearn.ensemble import ExtraTreesRegressor
+    from sklearn.linear_model import RidgeCV
+
+    y, sne = d["y_train"], d["sne_test"]
+    train, test = _filled(d["sum_train"], d["sum_test"])
+    mu, sd = train.mean(0), train.std(0) + 1e-12
+    ridge = RidgeCV(alphas=np.logspace(-2, 3, 12)).fit((train - mu) / sd, y)
+    hgb = _hgb(seed).fit(d["sum_train"], y).predict(d["sum_test"])
+    slow = HistGradientBoostingRegressor(
+        learning_rate=0.05, max_iter=200, max_depth=3, l2_regularization=1.0, random_state=seed
+    )
+    out = {
+        "ridge_summary": ridge.predict((test - mu) / sd),
+        "hgb_slow_summary": slow.fit(d["sum_train"], y).predict(d["sum_test"]),
+    }
+    for leaf, share in ((1, 1.0), (1, 0.5), (3, 1.0), (3, 0.5), (5, 1.0), (10, 1.0)):
+        et = ExtraTreesRegressor(min_samples_leaf=leaf, max_features=share, random_state=seed)
+        out[f"et(leaf {leaf}, features {share})"] = et.fit(train, y).predict(test)
+    et = out["et(leaf 1, features 1.0)"]  # scikit-learn's defaults
+    out["mean(sne, et)"] = (sne + et) / 2
+    out["mean(sne, hgb_summary, et) [stats_boost now]"] = (sne + hgb + et) / 3
+    out["mean(sne, hgb_summary, et(leaf 3, features 0.5))"] = (
+        sne + hgb + out["et(leaf 3, features 0.5)"]
+    ) / 3
+    if "side_train" in d:
+        both = np.c_[d["sum_train"], d["side_train"]], np.c_[d["sum_test"], d["side_test"]]
+        filled = _filled(*both)
+        side_et = ExtraTreesRegressor(random_state=seed).fit(filled[0], y).predict(filled[1])
+        side_hgb = _hgb(seed).fit(both[0], y).predict(both[1])
+        out["mean(sne+side, hgb(summary+side), et(summary+side))"] = (
+            d["sne_side_test"] + side_hgb + side_et
+        ) / 3
+    return out
+
+
+def _filled(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Columns known somewhere in ``train``, missing values as the training median."""
+    keep = ~np.isnan(train).all(axis=0)
+    train, test = train[:, keep], test[:, keep]
+    fill = np.nanmedian(train, axis=0)
+    return np.where(np.isnan(train), fill, train), np.where(np.isnan(test), fill, test)
 
 
 def report(folder: str) -> None:
