@@ -201,9 +201,9 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         the weight statistics (and on the side inputs when given): gradient-boosted trees
         (scikit-learn's histogram gradient boosting, 20 networks per leaf at least) and a
         forest of extremely randomized trees (scikit-learn's ``ExtraTreesRegressor`` at its
-        defaults, missing values read as the training median); ``predict`` returns the mean
-        of the three predictions, network, boosted trees and forest (``trees_weight_`` = 2/3
-        is the trees' share). Losses ``"bce"`` and ``"mse"`` only (a ranking loss's scores
+        defaults, at most 1,024 leaves a tree; missing values read as the training median);
+        ``predict`` returns the mean of the three predictions, network, boosted trees and
+        forest (``trees_weight_`` = 2/3 is the trees' share). Losses ``"bce"`` and ``"mse"`` only (a ranking loss's scores
         live on another scale), and 40 networks at least; ``partial_fit`` keeps the trees of
         the last ``fit``. The trees are saved with the regressor as plain arrays
         (``trees_``); ``transform`` is the encoder's alone.
@@ -446,7 +446,9 @@ class SNERegressor(RegressorMixin, BaseEstimator):
 
         seed, forest_seed = (int(s) for s in self._rng.randint(2**31 - 1, size=2))
         booster = HistGradientBoostingRegressor(min_samples_leaf=_LEAF, random_state=seed)
-        forest = ExtraTreesRegressor(random_state=forest_seed, n_jobs=1)
+        forest = ExtraTreesRegressor(
+            max_leaf_nodes=_FOREST_LEAVES, random_state=forest_seed, n_jobs=1
+        )
         features = self._tree_features(data)
         known = np.flatnonzero(~np.isnan(features).all(axis=0))  # (no bias, say: all NaN)
         if not len(known):
@@ -894,6 +896,10 @@ _LEAF = 20  # the boosted trees' smallest leaf (scikit-learn's default)
 # third each (trees_ holds the two tree ensembles at half weight each); saves of 0.1.x before
 # the forest held the boosted trees alone, at half of the prediction.
 _TREES_WEIGHT, _TREES_WEIGHT_V1 = 2 / 3, 0.5
+# The forest's trees grow until their leaves are pure (scikit-learn's default), up to this many
+# leaves: below about 1,000 networks the cap never binds; above, it bounds the trees' size
+# (at most 100 x 2,047 nodes, about 9 MB in memory and in a saved regressor).
+_FOREST_LEAVES = 1024
 _VAL_CALIBRATION = 64  # validation networks enough to set the standardisation statistics
 _STATS_CLIP = 5.0  # standardised statistics beyond +-5 (another architecture's) are clipped
 
