@@ -203,10 +203,10 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         forest of extremely randomized trees (scikit-learn's ``ExtraTreesRegressor`` at its
         defaults, at most 1,024 leaves a tree; missing values read as the training median);
         ``predict`` returns the mean of the three predictions, network, boosted trees and
-        forest (``trees_weight_`` = 2/3 is the trees' share). Losses ``"bce"`` and ``"mse"`` only (a ranking loss's scores
-        live on another scale), and 40 networks at least; ``partial_fit`` keeps the trees of
-        the last ``fit``. The trees are saved with the regressor as plain arrays
-        (``trees_``); ``transform`` is the encoder's alone.
+        forest (``trees_weight_`` = 2/3 is the trees' share). Losses ``"bce"`` and ``"mse"``
+        only (a ranking loss's scores live on another scale), and 40 networks at least;
+        ``partial_fit`` keeps the trees of the last ``fit``. The trees are saved with the
+        regressor as plain arrays (``trees_``); ``transform`` is the encoder's alone.
     max_chunks_per_pass:
         How many chunks go through the chunk encoder at once: bounds the working memory
         of very large networks (and, while training, enables recomputation).
