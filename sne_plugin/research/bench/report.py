@@ -145,11 +145,14 @@ def scatter_png(
     path: str | os.PathLike[str],
     methods: Sequence[str] = ("sne", "statnn"),
 ) -> bool:
-    """Predicted vs true accuracy of ``methods`` on ``task`` (seed 0); False if none ran."""
+    """Predicted vs true accuracy of ``methods`` on ``task`` (the run's first seed: 0 unless
+    ``--first-seed`` moved it); False if none ran."""
+    seeds = [r.seed for r in results if r.task == task]
+    first = min(seeds) if seeds else 0
     chosen = [
         r
         for r in results
-        if r.task == task and r.seed == 0 and r.method in methods and r.y_pred is not None
+        if r.task == task and r.seed == first and r.method in methods and r.y_pred is not None
     ]
     if not chosen:
         return False
@@ -169,7 +172,7 @@ def scatter_png(
             xlim=(0, 1),
             ylim=(0, 1),
         )
-    fig.suptitle(f"{task}, seed 0")
+    fig.suptitle(f"{task}, seed {first}")
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
