@@ -534,11 +534,15 @@ def cross_validate(
         x_tr = np.where(np.isnan(x_tr), fill, x_tr)
         x_te = np.where(np.isnan(x_te), fill, x_te)
         residual = tr.target - np.nan_to_num(tr.side[:, 0], nan=0.5)
-        forest = ExtraTreesRegressor(min_samples_leaf=5, random_state=seed, n_jobs=1)
+        forest = ExtraTreesRegressor(
+            min_samples_leaf=5, max_leaf_nodes=256, random_state=seed, n_jobs=1
+        )
         corr_f = forest.fit(x_tr, residual).predict(x_te)
         for a in shrinks[1:]:
             out[name][f"forest {a:g}"] = held_out_scores(te, _const(base + a * corr_f))
-        direct = ExtraTreesRegressor(min_samples_leaf=5, random_state=seed, n_jobs=1)
+        direct = ExtraTreesRegressor(
+            min_samples_leaf=5, max_leaf_nodes=256, random_state=seed, n_jobs=1
+        )
         out[name]["forest-direct"] = held_out_scores(
             te, _const(direct.fit(x_tr, tr.target).predict(x_te))
         )

@@ -162,7 +162,18 @@ def _scores(root: Path, degree: int) -> dict[str, Callable[[int], Score]]:
     def rank_now(zi: int) -> Score:
         return lambda side: np.nan_to_num(side[:, 0], nan=0.5)
 
-    return {"rank_now": rank_now, f"curve model (degree {degree}, zoo left out)": curve_model}
+    def rank_best(zi: int) -> Score:  # the best value so far, ranked among the peers' best
+        return lambda side: np.nan_to_num(side[:, 2], nan=0.5)
+
+    def rank_mix(zi: int) -> Score:  # the mean of the two
+        return lambda side: np.nan_to_num((side[:, 0] + side[:, 2]) / 2, nan=0.5)
+
+    return {
+        "rank_now": rank_now,
+        "rank_best": rank_best,
+        "rank_mix": rank_mix,
+        f"curve model (degree {degree}, zoo left out)": curve_model,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,7 +203,10 @@ def main(argv: list[str] | None = None) -> int:
         help="PERCENTILE@PEERS: before --min-trials peers, from PEERS on, prune below this",
     )
     parser.add_argument(
-        "--scores", nargs="+", default=["rank_now", "curve"], choices=["rank_now", "curve"]
+        "--scores",
+        nargs="+",
+        default=["rank_now", "curve"],
+        choices=["rank_now", "rank_best", "rank_mix", "curve"],
     )
     parser.add_argument("--top", type=int, nargs="*", default=[2], help="top 25%% after K epochs")
     args = parser.parse_args(argv)
