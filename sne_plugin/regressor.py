@@ -98,6 +98,7 @@ class _Data:
     side: torch.Tensor | None = None  # (n, k) standardised side inputs, if any
     groups: np.ndarray | None = None  # (n,) group codes: ranking pairs form within a group
     stats: torch.Tensor | None = None  # (n, s) standardised weight statistics (stats branch)
+    summary: np.ndarray | None = None  # (n, 70) weight-statistics summary, once computed
 
     def __len__(self) -> int:
         return len(self.specs)
@@ -118,6 +119,13 @@ class _Data:
             cat(self.groups, other.groups),
             cat(self.stats, other.stats),
         )
+
+    def summaries(self) -> np.ndarray:
+        """The networks' weight-statistics summaries (:func:`network_summaries`), computed
+        once: the stats branch, its scaler and the trees read the same array."""
+        if self.summary is None:
+            self.summary = network_summaries(self.specs, [self.net(i) for i in range(len(self))])
+        return self.summary
 
     def net(self, i: int) -> torch.Tensor:
         """Network ``i``'s flat parameter vector (a view into the buffer)."""
@@ -463,7 +471,7 @@ class SNERegressor(RegressorMixin, BaseEstimator):
     def _tree_features(self, data: _Data) -> np.ndarray:
         """The trees' input: the weight statistics summarised over layers (any architecture;
         :func:`~sne_plugin.encoder.stats.network_summary`), then the side inputs."""
-        summary = network_summaries(data.specs, [data.net(i) for i in range(len(data))])
+        summary = data.summaries()
         features = summary if data.side is None else np.c_[summary, data.side.numpy()]
         # float32 values, held as float64: the forest's trees compare in float32 and the
         # booster's in float64, and on such values both agree with the arrays in trees_
@@ -479,7 +487,7 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         """The stats branch's input: standardised weight statistics (None without it)."""
         if self.stats_ is None:
             return None
-        summary = network_summaries(data.specs, [data.net(i) for i in range(len(data))])
+        summary = data.summaries()
         scaled = self.stats_.transform(summary, len(data))
         return torch.from_numpy(np.clip(scaled, -_STATS_CLIP, _STATS_CLIP))
 
@@ -566,7 +574,7 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         if not self.stats_branch:
             self.stats_ = None
             return
-        summary = network_summaries(data.specs, [data.net(i) for i in range(len(data))])
+        summary = data.summaries()
         self.stats_ = SideScaler.fit(summary, len(data))
 
     def _initialize_module(self, state: dict[str, torch.Tensor] | None = None) -> None:
