@@ -901,12 +901,12 @@ def _resolve_loss(loss: str, y: Any) -> str:
 
 _LEAF = 20  # the boosted trees' smallest leaf (scikit-learn's default)
 # The trees' share of the prediction: the network, the boosted trees and the forest count a
-# third each (trees_ holds the two tree ensembles at half weight each); saves of 0.1.x before
-# the forest held the boosted trees alone, at half of the prediction.
+# third each (trees_ holds the two tree ensembles at half weight each); saves made before the
+# forest (no trees_weight_ in them) hold the boosted trees alone, at half of the prediction.
 _TREES_WEIGHT, _TREES_WEIGHT_V1 = 2 / 3, 0.5
 # The forest's trees grow until their leaves are pure (scikit-learn's default), up to this many
 # leaves: below about 1,000 networks the cap never binds; above, it bounds the trees' size
-# (at most 100 x 2,047 nodes, about 9 MB in memory and in a saved regressor).
+# (at most 100 x 2,047 nodes: about 9 MB in memory, 7 MB in a saved regressor).
 _FOREST_LEAVES = 1024
 _VAL_CALIBRATION = 64  # validation networks enough to set the standardisation statistics
 _STATS_CLIP = 5.0  # standardised statistics beyond +-5 (another architecture's) are clipped
