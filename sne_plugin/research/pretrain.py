@@ -498,9 +498,9 @@ def cross_validate(
             continue
         tr = training_samples(train, (1, 2, 4, 8), seed)
         model = WeightStatsModel(random_state=seed)
-        model.fit_summaries(
-            model.transform(tr.nets), tr.target - np.nan_to_num(tr.side[:, 0], nan=0.5), tr.side
-        )
+        z_train = model.transform(tr.nets)  # weight summaries, once for every correction
+        residual = tr.target - np.nan_to_num(tr.side[:, 0], nan=0.5)
+        model.fit_summaries(z_train, residual, tr.side)
         te = Samples.concat(
             [
                 zoo_samples(
@@ -515,25 +515,25 @@ def cross_validate(
                 for i, z in enumerate(test)
             ]
         )
-        correction = model.predict(te.nets, te.side)
+        z_test = model.transform(te.nets)
+        correction = model.predict_embedded(z_test, te.side)
         base = np.nan_to_num(te.side[:, 0], nan=0.5)
         out[name] = {
             f"mlp {a:g}": held_out_scores(te, _const(base + a * correction)) for a in shrinks
         }
         # the same with every weight statistic ranked among the row's peers (scale-free)
         ranked = WeightStatsModel(random_state=seed)
-        z_tr = peer_ranks(ranked.transform(tr.nets), tr.group * 1000 + tr.peers)
-        ranked.fit_summaries(z_tr, tr.target - np.nan_to_num(tr.side[:, 0], nan=0.5), tr.side)
-        z_te = peer_ranks(ranked.transform(te.nets), te.group * 1000 + te.peers)
+        z_tr = peer_ranks(z_train, tr.group * 1000 + tr.peers)
+        ranked.fit_summaries(z_tr, residual, tr.side)
+        z_te = peer_ranks(z_test, te.group * 1000 + te.peers)
         corr_r = ranked.predict_embedded(z_te, te.side)
         for a in shrinks[1:]:
             out[name][f"ranked {a:g}"] = held_out_scores(te, _const(base + a * corr_r))
-        x_tr = np.c_[model.transform(tr.nets), tr.side]
-        x_te = np.c_[model.transform(te.nets), te.side]
+        x_tr = np.c_[z_train, tr.side]
+        x_te = np.c_[z_test, te.side]
         fill = np.nan_to_num(np.nanmedian(x_tr, axis=0))
         x_tr = np.where(np.isnan(x_tr), fill, x_tr)
         x_te = np.where(np.isnan(x_te), fill, x_te)
-        residual = tr.target - np.nan_to_num(tr.side[:, 0], nan=0.5)
         forest = ExtraTreesRegressor(
             min_samples_leaf=5, max_leaf_nodes=256, random_state=seed, n_jobs=1
         )
