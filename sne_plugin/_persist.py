@@ -74,6 +74,7 @@ FITTED: tuple[Fitted, ...] = (
     Fitted("best_val_tau_", "float", optional=True),
     Fitted("trees_", "trees", optional=True),
     Fitted("trees_weight_", "float", optional=True),
+    Fitted("tree_inputs_", "str", optional=True),
     Fitted("_rng", "rng"),
 )
 _TENSORS = ("module_", "optimizer_")

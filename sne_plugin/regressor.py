@@ -36,7 +36,7 @@ from sne_plugin._trees import TreeEnsemble
 from sne_plugin.encoder.model import SNEEncoder, SNENet
 from sne_plugin.encoder.permute import random_flat_index
 from sne_plugin.encoder.plan import Batch, make_batch
-from sne_plugin.encoder.stats import network_summaries
+from sne_plugin.encoder.stats import network_summaries, spectral_summaries
 from sne_plugin.errors import SNEError
 from sne_plugin.weights import NetworkSpec
 
@@ -99,6 +99,7 @@ class _Data:
     groups: np.ndarray | None = None  # (n,) group codes: ranking pairs form within a group
     stats: torch.Tensor | None = None  # (n, s) standardised weight statistics (stats branch)
     summary: np.ndarray | None = None  # (n, 70) weight-statistics summary, once computed
+    spectral: np.ndarray | None = None  # (n, 26) singular-value summary, once computed
 
     def __len__(self) -> int:
         return len(self.specs)
@@ -126,6 +127,12 @@ class _Data:
         if self.summary is None:
             self.summary = network_summaries(self.specs, [self.net(i) for i in range(len(self))])
         return self.summary
+
+    def spectra(self) -> np.ndarray:
+        """The networks' singular-value summaries (:func:`spectral_summaries`), computed once."""
+        if self.spectral is None:
+            self.spectral = spectral_summaries(self.specs, [self.net(i) for i in range(len(self))])
+        return self.spectral
 
     def net(self, i: int) -> torch.Tensor:
         """Network ``i``'s flat parameter vector (a view into the buffer)."""
@@ -206,7 +213,9 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         statistics (``stats_``) and passed through a small MLP.
     stats_boost:
         Beside the set encoder, two tree ensembles fitted by ``fit`` on the same summary of
-        the weight statistics (and on the side inputs when given): gradient-boosted trees
+        the weight statistics, a summary of the singular values of the weight matrices
+        (:func:`sne_plugin.encoder.stats.spectral_summary`: spectral norms, stable and
+        effective ranks) and the side inputs when given: gradient-boosted trees
         (scikit-learn's histogram gradient boosting, 20 networks per leaf at least) and a
         forest of extremely randomized trees (scikit-learn's ``ExtraTreesRegressor`` at its
         defaults, at most 1,024 leaves a tree; missing values read as the training median);
@@ -439,6 +448,7 @@ class SNERegressor(RegressorMixin, BaseEstimator):
             data.stats = self._stats(data)
             self._train(data, target, epochs, early_stopping=early_stopping)
         if early_stopping:  # fit (partial_fit keeps the trees of the last fit, if any)
+            self.tree_inputs_ = _TREE_INPUTS
             self.trees_ = self._fit_trees(data, target)
             self.trees_weight_ = _TREES_WEIGHT
         elif restart:
@@ -470,9 +480,17 @@ class SNERegressor(RegressorMixin, BaseEstimator):
 
     def _tree_features(self, data: _Data) -> np.ndarray:
         """The trees' input: the weight statistics summarised over layers (any architecture;
-        :func:`~sne_plugin.encoder.stats.network_summary`), then the side inputs."""
-        summary = data.summaries()
-        features = summary if data.side is None else np.c_[summary, data.side.numpy()]
+        :func:`~sne_plugin.encoder.stats.network_summary`), the singular values' summary
+        (:func:`~sne_plugin.encoder.stats.spectral_summary`; not in saves made before it),
+        then the side inputs."""
+        inputs = getattr(self, "tree_inputs_", None) or "summary"  # (older saves: the summary)
+        if inputs not in ("summary", _TREE_INPUTS):
+            raise SNEError(
+                f"expected tree_inputs_ 'summary' or {_TREE_INPUTS!r} (the trees' inputs), got "
+                f"{inputs!r}: saved by a newer sne-plugin?"
+            )
+        parts = [data.summaries()] + ([data.spectra()] if inputs == _TREE_INPUTS else [])
+        features = np.concatenate(parts + ([] if data.side is None else [data.side.numpy()]), 1)
         # float32 values, held as float64: the forest's trees compare in float32 and the
         # booster's in float64, and on such values both agree with the arrays in trees_
         return features.astype(np.float32).astype(np.float64)
@@ -904,6 +922,9 @@ _LEAF = 20  # the boosted trees' smallest leaf (scikit-learn's default)
 # third each (trees_ holds the two tree ensembles at half weight each); saves made before the
 # forest (no trees_weight_ in them) hold the boosted trees alone, at half of the prediction.
 _TREES_WEIGHT, _TREES_WEIGHT_V1 = 2 / 3, 0.5
+# What the trees read: the weight-statistics summary, then the singular values' summary (saves
+# made before it have no tree_inputs_ and read the summary alone), then any side inputs.
+_TREE_INPUTS = "summary+spectral"
 # The forest's trees grow until their leaves are pure (scikit-learn's default), up to this many
 # leaves: below about 1,000 networks the cap never binds; above, it bounds the trees' size
 # (at most 100 x 2,047 nodes: about 9 MB in memory, 7 MB in a saved regressor).

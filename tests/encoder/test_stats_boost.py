@@ -150,3 +150,45 @@ def test_columns_unknown_in_every_training_network_are_left_out() -> None:
     assert reg.trees_ is not None
     assert reg.trees_.n_features == reg._tree_features(reg._data(nets, None)).shape[1]
     assert np.isfinite(reg.predict(nets)).all()
+
+
+def test_the_trees_read_the_summary_then_the_singular_values(boosted: tuple) -> None:
+    from sne_plugin.encoder.stats import (
+        SPECTRAL_FEATURES,
+        SUMMARY_FEATURES,
+        network_summaries,
+        spectral_summaries,
+    )
+
+    reg, nets, _ = boosted
+    assert reg.tree_inputs_ == "summary+spectral"
+    features = reg._tree_features(reg._data(nets[60:], None))
+    assert features.shape == (20, len(SUMMARY_FEATURES) + len(SPECTRAL_FEATURES))
+    specs, flats = [n.spec for n in nets[60:]], [n.flatten() for n in nets[60:]]
+    want = np.c_[network_summaries(specs, flats), spectral_summaries(specs, flats)]
+    np.testing.assert_allclose(features, want.astype(np.float32), rtol=1e-6, equal_nan=True)
+
+
+def test_a_regressor_saved_before_the_singular_values_reads_the_summary_alone(
+    boosted: tuple, tmp_path
+) -> None:
+    """Saves made before the spectral summary have no ``tree_inputs_``: their trees read the
+    70-number summary alone, and a name this version does not know is refused."""
+    from sne_plugin.encoder.stats import SUMMARY_FEATURES
+    from sne_plugin.regressor import check_targets
+
+    reg, nets, y = boosted
+    reg.save(tmp_path / "new.sne")
+    older = SNERegressor.load(tmp_path / "new.sne")
+    older.tree_inputs_ = "summary"  # trees fitted as the earlier version did, then saved
+    target = check_targets(y[:60], 60, loss=older.loss_)
+    older.trees_ = older._fit_trees(older._data(nets[:60], None), target)
+    older.save(tmp_path / "older.sne")
+    older = SNERegressor.load(tmp_path / "older.sne")
+    del older.tree_inputs_
+    assert older._tree_features(older._data(nets[:3], None)).shape == (3, len(SUMMARY_FEATURES))
+    assert older.trees_.n_features == len(SUMMARY_FEATURES)
+    assert np.isfinite(older.predict(nets[60:])).all()
+    older.tree_inputs_ = "summary+curvature"
+    with pytest.raises(SNEError, match="expected tree_inputs_ 'summary' or 'summary\\+spectral'"):
+        older.predict(nets[:2])
