@@ -480,7 +480,9 @@ def cross_validate(
     ``ranked`` (the same on weight statistics ranked among peers), ``forest`` (extremely
     randomized trees on the weight statistics and the curve features, the correction
     ``SNERegressor(stats_boost=True)`` found strongest across datasets and architectures);
-    ``forest-direct``: the forest fitted on the target itself, its prediction the score.
+    ``forest-direct``: the forest fitted on the target itself, its prediction the score;
+    ``spectral``: the forest with the singular values' summary
+    (:func:`~sne_plugin.encoder.stats.spectral_summary`) beside the weight statistics.
 
     This is where the correction's weight is chosen: on the meta-zoo, never on a held-out
     search."""
@@ -546,7 +548,26 @@ def cross_validate(
         out[name]["forest-direct"] = held_out_scores(
             te, _const(direct.fit(x_tr, tr.target).predict(x_te))
         )
+        # the forest again, the singular values' summary beside the weight statistics
+        x_tr, x_te = _with_spectra(x_tr, tr.nets), _with_spectra(x_te, te.nets)
+        fill = np.nan_to_num(np.nanmedian(x_tr, axis=0))
+        x_tr = np.where(np.isnan(x_tr), fill, x_tr)
+        x_te = np.where(np.isnan(x_te), fill, x_te)
+        spectral = ExtraTreesRegressor(
+            min_samples_leaf=5, max_leaf_nodes=256, random_state=seed, n_jobs=1
+        )
+        corr_s = spectral.fit(x_tr, residual).predict(x_te)
+        for a in shrinks[1:]:
+            out[name][f"spectral {a:g}"] = held_out_scores(te, _const(base + a * corr_s))
     return out
+
+
+def _with_spectra(x: np.ndarray, nets: Sequence[NetworkWeights] | None) -> np.ndarray:
+    """``x`` with each network's :func:`~sne_plugin.encoder.stats.spectral_summary` after."""
+    from sne_plugin.encoder.stats import spectral_summaries
+
+    assert nets is not None, "samples drawn without their weights"
+    return np.c_[x, spectral_summaries([n.spec for n in nets], [n.flatten() for n in nets])]
 
 
 def _const(values: np.ndarray) -> Callable[[Samples], np.ndarray]:
