@@ -7,6 +7,7 @@ architecture-agnostic summary, the SNE embeddings); ``report`` then scores combi
 them in seconds, so that no combination costs another SNE fit::
 
     python -m sne_plugin.research.bench.hybrid record --seeds 3 --out runs/hybrid
+    python -m sne_plugin.research.bench.hybrid spectra runs/hybrid  # records made before
     python -m sne_plugin.research.bench.hybrid report runs/hybrid
 
 Each record is one ``.npz`` per task and seed (resumable: records already there are kept).
@@ -33,7 +34,7 @@ def _record(task_name: str, seed: int, out: str, cache: str) -> str:
     import torch
 
     from sne_plugin import SNERegressor
-    from sne_plugin.encoder.stats import network_summary
+    from sne_plugin.encoder.stats import network_summary, spectral_summaries
     from sne_plugin.research.baselines import StatNNRegressor
     from sne_plugin.research.bench.methods import side_inputs
     from sne_plugin.research.bench.tasks import ZooCache, select_tasks
@@ -75,6 +76,12 @@ def _record(task_name: str, seed: int, out: str, cache: str) -> str:
         stat_test=statnn.transform(data.X_test),
         sum_train=summary(data.X_train),
         sum_test=summary(data.X_test),
+        spec_train=spectral_summaries(
+            [n.spec for n in data.X_train], [n.flatten() for n in data.X_train]
+        ),
+        spec_test=spectral_summaries(
+            [n.spec for n in data.X_test], [n.flatten() for n in data.X_test]
+        ),
         H_train=data.H_train,
         H_test=data.H_test,
         fit_s=fit_s,
@@ -92,6 +99,28 @@ def record(tasks: list[str], seeds: list[int], out: str, cache: str, workers: in
         futures = [ex.submit(_record, t, s, out, cache) for t, s in units]
         for f in futures:
             print(f.result(), flush=True)
+
+
+def add_spectra(folder: str, cache: str) -> None:
+    """Add the singular values' summaries to records made before ``record`` kept them."""
+    from sne_plugin.encoder.stats import spectral_summaries
+    from sne_plugin.research.bench.tasks import ZooCache, select_tasks
+
+    zoos = ZooCache(cache, workers=1, progress=False)
+    for path in sorted(Path(folder).glob("*.npz")):
+        d = dict(np.load(path))
+        if "spec_train" in d:
+            continue
+        task_name, seed = path.stem.rsplit("_s", 1)
+        data = select_tasks("small", [task_name])[0].load(zoos, int(seed))
+        if not np.array_equal(data.y_test, d["y_test"]):
+            raise SystemExit(f"{path}: the task's networks are not those recorded")
+        for part, nets in (("train", data.X_train), ("test", data.X_test)):
+            d[f"spec_{part}"] = spectral_summaries(
+                [n.spec for n in nets], [n.flatten() for n in nets]
+            )
+        np.savez_compressed(path, **d)
+        print(path, flush=True)
 
 
 def _hgb(seed: int) -> HistGradientBoostingRegressor:
@@ -159,10 +188,20 @@ def _stats_learners(d: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray
         out[f"et(leaf {leaf}, features {share})"] = et.fit(train, y).predict(test)
     et = out["et(leaf 1, features 1.0)"]  # scikit-learn's defaults
     out["mean(sne, et)"] = (sne + et) / 2
-    out["mean(sne, hgb_summary, et) [stats_boost now]"] = (sne + hgb + et) / 3
+    out["mean(sne, hgb_summary, et) [stats_boost until 2026-12-07]"] = (sne + hgb + et) / 3
     out["mean(sne, hgb_summary, et(leaf 3, features 0.5))"] = (
         sne + hgb + out["et(leaf 3, features 0.5)"]
     ) / 3
+    if "spec_train" in d:  # the singular values' summary beside the weight statistics
+        spec = np.c_[d["sum_train"], d["spec_train"]], np.c_[d["sum_test"], d["spec_test"]]
+        hgb_s = _hgb(seed).fit(spec[0], y).predict(spec[1])
+        et_s = ExtraTreesRegressor(random_state=seed).fit(_filled(*spec)[0], y)
+        et_s_pred = et_s.predict(_filled(*spec)[1])
+        out["hgb(summary+spectral)"] = hgb_s
+        out["et(summary+spectral)"] = et_s_pred
+        out["mean(sne, hgb, et) on summary+spectral [stats_boost now]"] = (
+            sne + hgb_s + et_s_pred
+        ) / 3
     if "side_train" in d:
         both = np.c_[d["sum_train"], d["side_train"]], np.c_[d["sum_test"], d["side_test"]]
         filled = _filled(*both)
@@ -182,10 +221,12 @@ def _filled(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return np.where(np.isnan(train), fill, train), np.where(np.isnan(test), fill, test)
 
 
-def report(folder: str) -> None:
+def report(folder: str, seeds: list[int] | None = None) -> None:
     rows: dict[str, dict[str, list[float]]] = {}
     for path in sorted(Path(folder).glob("*.npz")):
         task, seed = path.stem.rsplit("_s", 1)
+        if seeds is not None and int(seed) not in seeds:
+            continue
         d = dict(np.load(path))
         for name, pred in _variants(d, int(seed)).items():
             tau = float(kendalltau(pred, d["y_test"]).statistic)
@@ -208,8 +249,12 @@ def main(argv: list[str] | None = None) -> None:
     rec.add_argument("--out", default="runs/hybrid")
     rec.add_argument("--cache", default="runs/bench")
     rec.add_argument("--workers", type=int, default=2)
+    spe = sub.add_parser("spectra", help="add the singular values' summaries to older records")
+    spe.add_argument("folder")
+    spe.add_argument("--cache", default="runs/bench")
     rep = sub.add_parser("report", help="score the combinations on the records")
     rep.add_argument("folder")
+    rep.add_argument("--seeds", type=int, nargs="+", default=None, help="only these seeds")
     args = parser.parse_args(argv)
     if args.command == "record":
         from sne_plugin.research.bench.tasks import select_tasks
@@ -217,8 +262,10 @@ def main(argv: list[str] | None = None) -> None:
         tasks = args.tasks or [t.name for t in select_tasks("small")]
         seeds = list(range(args.first_seed, args.first_seed + args.seeds))
         record(tasks, seeds, args.out, args.cache, args.workers)
+    elif args.command == "spectra":
+        add_spectra(args.folder, args.cache)
     else:
-        report(args.folder)
+        report(args.folder, args.seeds)
 
 
 if __name__ == "__main__":
