@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["HELD_OUT", "META_ZOO", "HeldOutSearch", "ZooSpec", "build_all"]
+__all__ = ["HELD_OUT", "META_ZOO", "META_ZOO_WIDE", "HeldOutSearch", "ZooSpec", "build_all"]
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,13 @@ META_ZOO: tuple[ZooSpec, ...] = tuple(
     + [ZooSpec("cnn_bn", d, 32, seed=i) for i, d in enumerate(("digits", "font_digits"))]
 )
 """The pretraining meta-zoo: 24 zoos, 2,176 models."""
+
+META_ZOO_WIDE: tuple[ZooSpec, ...] = META_ZOO + tuple(
+    [ZooSpec(a, d, 64, seed=i) for i, d in ((2, "gratings"), (3, "mixtures")) for a in _META_ARCHS]
+    + [ZooSpec("cnn_bn", d, 32, seed=i) for i, d in ((2, "gratings"), (3, "mixtures"))]
+)
+"""The meta-zoo and two more generated datasets (gratings, Gaussian mixtures), both unlike the
+held-out searches' shapes and letters: 48 zoos, 3,648 models (``--set wide``)."""
 
 
 @dataclass(frozen=True)
@@ -199,9 +206,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("what", choices=["build", "held-out", "info", "info-held-out"])
     parser.add_argument("--root", default=None, help="folder (default runs/metazoo, runs/heldout)")
     parser.add_argument("--workers", type=int, default=2, help="training processes")
+    parser.add_argument(
+        "--set",
+        default="meta",
+        choices=["meta", "wide"],
+        help="meta: META_ZOO; wide: META_ZOO_WIDE",
+    )
     args = parser.parse_args(argv)
     held = args.what in ("held-out", "info-held-out")
     specs = tuple(s.spec() for s in HELD_OUT) if held else META_ZOO
+    if not held and args.set == "wide":
+        specs = META_ZOO_WIDE
     root = Path(args.root or ("runs/heldout" if held else "runs/metazoo"))
     if args.what.startswith("info"):
         _info(root, specs)

@@ -180,14 +180,15 @@ def held_out_scores(samples: Samples, score: Callable[[Samples], np.ndarray]) ->
 
 
 # ---------------------------------------------------------------------- fit and evaluate
-def meta_zoos(root: str | Path) -> list[Any]:
-    """The complete zoos of the meta-zoo under ``root``, in :data:`META_ZOO` order."""
-    from sne_plugin.research.metazoo import META_ZOO
+def meta_zoos(root: str | Path, wide: bool = False) -> list[Any]:
+    """The complete zoos of the meta-zoo under ``root``, in :data:`META_ZOO` order (with
+    ``wide``, :data:`META_ZOO_WIDE`'s)."""
+    from sne_plugin.research.metazoo import META_ZOO, META_ZOO_WIDE
     from sne_plugin.research.zoo import load_zoo
     from sne_plugin.research.zoo.store import read_records
 
     zoos = []
-    for spec in META_ZOO:
+    for spec in META_ZOO_WIDE if wide else META_ZOO:
         folder = Path(root) / spec.name
         if folder.is_dir() and len(read_records(folder)) == spec.n_models:
             zoos.append(load_zoo(folder))
@@ -414,6 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="wstats", choices=["wstats", "sne"])
     parser.add_argument("--out", default=None, help="predictor folder (default: the package's)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--wide", action="store_true", help="cv on META_ZOO_WIDE's zoos")
     parser.add_argument("--max-samples", type=int, default=None)
     parser.add_argument(
         "--shrink", type=float, default=0.0, help="weight of the correction (chosen by cv)"
@@ -432,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     out = Path(args.out) if args.out else PRETRAINED_DIR
     if args.what == "cv":
-        for fold, cv_rows in cross_validate(meta_zoos(args.meta)).items():
+        for fold, cv_rows in cross_validate(meta_zoos(args.meta, args.wide)).items():
             for variant, taus in cv_rows.items():
                 cells = "  ".join(f"e{k}:{v:.3f}" for k, v in taus.items())
                 print(f"{fold:22s} {variant:14s} {cells}", flush=True)

@@ -8,6 +8,10 @@ Every loader returns ``(X_train, y_train, X_test, y_test)``: float32 images shap
   TrueType fonts that ship with matplotlib and Pillow's default font, with random rotation,
   stroke, scale and shift, fit to 32x32, reduced to 8x8, plus Gaussian noise.
 - ``shapes``: ten procedural shape classes drawn with numpy at 24x24, reduced to 8x8.
+- ``gratings``: sinusoidal gratings, ten classes of five orientations x two spatial
+  frequencies, with random phase, contrast and orientation jitter, drawn at 24x24, reduced.
+- ``mixtures``: scikit-learn's ``make_classification`` (64 features, 10 classes of two
+  Gaussian clusters each) squashed to [0, 1] and laid out as 8x8 "images": a tabular task.
 - ``mnist`` / ``fashion_mnist`` / ``cifar10``: torchvision's on-disk formats under ``root``
   (``root/MNIST/raw/train-images-idx3-ubyte`` ..., ``root/cifar-10-batches-py/data_batch_1``
   ...), read without torchvision, converted to grayscale and resized to ``size``.
@@ -270,6 +274,45 @@ _SHAPES: tuple[_ShapeFn, ...] = (
 )
 
 
+# --- generated: gratings and Gaussian mixtures ----------------------------------------------
+
+
+def _gratings(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Class ``k``: orientation ``36 * (k % 5)`` degrees (+- 12), ``0.04`` or ``0.08`` cycles per
+    pixel of the 24x24 grid (``k // 5``), random phase and contrast."""
+    rng = np.random.default_rng([seed, 13])
+    y = rng.integers(0, 10, size=n)
+    yy, xx = np.mgrid[0:24, 0:24].astype(np.float32) + 0.5
+    X = np.empty((n, 1, 8, 8), dtype=np.float32)
+    for i in range(n):
+        angle = np.deg2rad(36.0 * (y[i] % 5) + rng.uniform(-12, 12))
+        freq = (0.04, 0.08)[y[i] // 5] * rng.uniform(0.9, 1.1)
+        wave = np.sin(
+            2 * np.pi * freq * (xx * np.cos(angle) + yy * np.sin(angle)) + rng.uniform(0, 2 * np.pi)
+        )
+        big = 0.5 + 0.5 * rng.uniform(0.1, 0.6) * wave
+        small = big.reshape(8, 3, 8, 3).mean(axis=(1, 3))
+        X[i, 0] = np.clip(small + rng.normal(0.0, 0.2, size=(8, 8)), 0.0, 1.0)
+    return X, y.astype(np.int64)
+
+
+def _mixtures(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(
+        n_samples=n,
+        n_features=64,
+        n_informative=16,
+        n_redundant=8,
+        n_classes=10,
+        n_clusters_per_class=2,
+        class_sep=1.5,
+        random_state=seed,
+    )
+    squashed = 1.0 / (1.0 + np.exp(-X))  # into [0, 1], like pixel values
+    return squashed.reshape(n, 1, 8, 8).astype(np.float32), y.astype(np.int64)
+
+
 # --- torchvision formats on disk -----------------------------------------------------------
 
 
@@ -383,6 +426,8 @@ DATASETS: dict[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = {
     "font_digits": _font_digits,
     "font_letters": _font_letters,
     "shapes": _shapes,
+    "gratings": _gratings,
+    "mixtures": _mixtures,
     **{k: lambda seed, n: (np.empty(0), np.empty(0)) for k in _ON_DISK},  # names only
 }
 """Dataset names; the on-disk ones are read by :func:`load_dataset` with ``root=``."""

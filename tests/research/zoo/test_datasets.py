@@ -11,7 +11,9 @@ from sne_plugin.errors import SNEError
 from sne_plugin.research.zoo.datasets import load_dataset
 
 
-@pytest.mark.parametrize("name", ["digits", "font_digits", "font_letters", "shapes"])
+@pytest.mark.parametrize(
+    "name", ["digits", "font_digits", "font_letters", "shapes", "gratings", "mixtures"]
+)
 def test_generated_shapes_and_determinism(name: str) -> None:
     X, y, Xt, _ = load_dataset(name, n=200, seed=3)
     assert X.shape == (160, 1, 8, 8) and Xt.shape == (40, 1, 8, 8)
@@ -24,6 +26,24 @@ def test_seed_changes_generated_data() -> None:
     assert not np.array_equal(
         load_dataset("shapes", n=50, seed=0)[0], load_dataset("shapes", n=50, seed=1)[0]
     )
+
+
+@pytest.mark.parametrize("name", ["gratings", "mixtures"])
+def test_new_generated_sets_are_learnable_but_not_linear(name: str) -> None:
+    """A small MLP learns them well above chance; a linear model stays far below it (the
+    gratings' random phase and the mixtures' two clusters per class are not linear)."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+
+    X, y, Xt, yt = (a.reshape(len(a), -1) if a.ndim > 1 else a for a in load_dataset(name))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        mlp = MLPClassifier((64,), max_iter=300, random_state=0).fit(X, y).score(Xt, yt)
+        linear = LogisticRegression(max_iter=500).fit(X, y).score(Xt, yt)
+    assert mlp > 0.55 and mlp > linear + 0.1, (mlp, linear)
 
 
 def test_unknown_dataset_suggests() -> None:
