@@ -195,6 +195,61 @@ def fit_part(args: argparse.Namespace) -> str:
     return "\n".join(lines) + "\n"
 
 
+def predict_part(args: argparse.Namespace, rounds: int = 5, n_fit: int = 250) -> str:
+    """What predicting one network costs, and what each part of it costs, in one process and
+    alternating rounds (a machine's drift hits every variant alike): the default; its trees
+    fitted on the weight statistics' summary alone (as before the singular values); the
+    network alone (no trees); StatNN. The regressor is fitted for 3 epochs on ``n_fit``
+    networks: the cost of a prediction does not depend on how long the fit trained."""
+    import torch
+
+    from sne_plugin import SNERegressor
+    from sne_plugin.regressor import check_targets
+    from sne_plugin.research.baselines import StatNNRegressor
+
+    torch.set_num_threads(1)
+    X, y = zoo_data(args.zoo, n_fit + 50)
+    load = os.getloadavg()[0]
+    sne = SNERegressor(random_state=0, device="cpu", verbose=False, epochs=3)
+    sne.fit(X[:n_fit], y[:n_fit])
+    spectral = sne.trees_
+    sne.tree_inputs_ = "summary"
+    data = sne._data(X[:n_fit], None)
+    summary_only = sne._fit_trees(data, check_targets(y[:n_fit], n_fit, loss=sne.loss_))
+    statnn = StatNNRegressor(random_state=0).fit(X[:n_fit], y[:n_fit])
+    variants = {
+        "SNE at its defaults (trees on summary + singular values)": ("summary+spectral", spectral),
+        "SNE, trees on the summary alone (before 2026-12-07, third session)": (
+            "summary",
+            summary_only,
+        ),
+        "SNE, the network alone (`stats_boost=False`'s prediction)": ("summary", None),
+    }
+    times: dict[str, list[float]] = {name: [] for name in [*variants, "StatNN"]}
+    held_out = X[n_fit:]
+    for r in range(rounds):
+        for name, (inputs, trees) in variants.items():
+            sne.tree_inputs_, sne.trees_ = inputs, trees
+            times[name].append(predict_ms(sne, held_out[r % len(held_out)]))
+        times["StatNN"].append(predict_ms(statnn, held_out[r % len(held_out)]))
+    stat = statistics.median(times["StatNN"])
+    lines = [
+        f"`python -m sne_plugin.research.bench.cost --part predict --zoo {args.zoo}` (one torch "
+        f"thread; load average {load:.1f} before, {os.getloadavg()[0]:.1f} after, on "
+        f"{os.cpu_count()} cores): one network per `predict` call, median of 50 calls per "
+        f"round, {rounds} alternating rounds.",
+        "",
+        "| predict one network | median over rounds | rounds | ratio to StatNN |",
+        "|---|---|---|---|",
+    ]
+    for name, ts in times.items():
+        med = statistics.median(ts)
+        lines.append(
+            f"| {name} | {med:.2f} ms | {' / '.join(f'{t:.2f}' for t in ts)} | {med / stat:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def rss_part(args: argparse.Namespace) -> str:
     """The peak-RSS curve over ``args.sizes``."""
     rows = rss_curve(args.zoo, tuple(args.sizes), args.rss_epochs)
@@ -223,7 +278,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     parser.add_argument("--rss-epochs", type=int, default=2)
     parser.add_argument("--no-nfn", dest="nfn", action="store_false", help="skip NFN-HNP")
-    parser.add_argument("--part", choices=("all", "fit", "rss"), default="all")
+    parser.add_argument("--part", choices=("all", "fit", "predict", "rss"), default="all")
     parser.add_argument("--rss-worker", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.rss_worker is not None:
@@ -232,6 +287,8 @@ def main(argv: list[str] | None = None) -> None:
     parts = []
     if args.part in ("all", "fit"):
         parts.append(fit_part(args))
+    if args.part in ("all", "predict"):
+        parts.append(predict_part(args))
     if args.part in ("all", "rss"):
         parts.append(rss_part(args))
     text = "# Cost of SNERegressor at its defaults\n\n" + "\n".join(parts)
