@@ -278,21 +278,21 @@ _SHAPES: tuple[_ShapeFn, ...] = (
 
 
 def _gratings(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Class ``k``: orientation ``36 * (k % 5)`` degrees (+- 12), ``0.04`` or ``0.08`` cycles per
+    """Class ``k``: orientation ``36 * (k % 5)`` degrees (+- 8), ``0.04`` or ``0.08`` cycles per
     pixel of the 24x24 grid (``k // 5``), random phase and contrast."""
     rng = np.random.default_rng([seed, 13])
     y = rng.integers(0, 10, size=n)
     yy, xx = np.mgrid[0:24, 0:24].astype(np.float32) + 0.5
     X = np.empty((n, 1, 8, 8), dtype=np.float32)
     for i in range(n):
-        angle = np.deg2rad(36.0 * (y[i] % 5) + rng.uniform(-12, 12))
+        angle = np.deg2rad(36.0 * (y[i] % 5) + rng.uniform(-8, 8))
         freq = (0.04, 0.08)[y[i] // 5] * rng.uniform(0.9, 1.1)
         wave = np.sin(
             2 * np.pi * freq * (xx * np.cos(angle) + yy * np.sin(angle)) + rng.uniform(0, 2 * np.pi)
         )
-        big = 0.5 + 0.5 * rng.uniform(0.1, 0.6) * wave
+        big = 0.5 + 0.5 * rng.uniform(0.4, 1.0) * wave
         small = big.reshape(8, 3, 8, 3).mean(axis=(1, 3))
-        X[i, 0] = np.clip(small + rng.normal(0.0, 0.2, size=(8, 8)), 0.0, 1.0)
+        X[i, 0] = np.clip(small + rng.normal(0.0, 0.1, size=(8, 8)), 0.0, 1.0)
     return X, y.astype(np.int64)
 
 
