@@ -488,7 +488,6 @@ def cross_validate(
 
     This is where the correction's weight is chosen: on the meta-zoo, never on a held-out
     search."""
-    from sklearn.ensemble import ExtraTreesRegressor
 
     from sne_plugin.wstats import WeightStatsModel
 
@@ -535,33 +534,32 @@ def cross_validate(
             out[name][f"ranked {a:g}"] = held_out_scores(te, _const(base + a * corr_r))
         x_tr = np.c_[z_train, tr.side]
         x_te = np.c_[z_test, te.side]
-        fill = np.nan_to_num(np.nanmedian(x_tr, axis=0))
-        x_tr = np.where(np.isnan(x_tr), fill, x_tr)
-        x_te = np.where(np.isnan(x_te), fill, x_te)
-        forest = ExtraTreesRegressor(
-            min_samples_leaf=5, max_leaf_nodes=256, random_state=seed, n_jobs=1
-        )
-        corr_f = forest.fit(x_tr, residual).predict(x_te)
+        corr_f = _forest_fit_predict(x_tr, residual, x_te, seed)
         for a in shrinks[1:]:
             out[name][f"forest {a:g}"] = held_out_scores(te, _const(base + a * corr_f))
-        direct = ExtraTreesRegressor(
-            min_samples_leaf=5, max_leaf_nodes=256, random_state=seed, n_jobs=1
-        )
-        out[name]["forest-direct"] = held_out_scores(
-            te, _const(direct.fit(x_tr, tr.target).predict(x_te))
-        )
+        direct = _forest_fit_predict(x_tr, tr.target, x_te, seed)
+        out[name]["forest-direct"] = held_out_scores(te, _const(direct))
         # the forest again, the singular values' summary beside the weight statistics
         x_tr, x_te = _with_spectra(x_tr, tr.nets), _with_spectra(x_te, te.nets)
-        fill = np.nan_to_num(np.nanmedian(x_tr, axis=0))
-        x_tr = np.where(np.isnan(x_tr), fill, x_tr)
-        x_te = np.where(np.isnan(x_te), fill, x_te)
-        spectral = ExtraTreesRegressor(
-            min_samples_leaf=5, max_leaf_nodes=256, random_state=seed, n_jobs=1
-        )
-        corr_s = spectral.fit(x_tr, residual).predict(x_te)
+        corr_s = _forest_fit_predict(x_tr, residual, x_te, seed)
         for a in shrinks[1:]:
             out[name][f"spectral {a:g}"] = held_out_scores(te, _const(base + a * corr_s))
     return out
+
+
+def _forest_fit_predict(
+    x_train: np.ndarray, target: np.ndarray, x_test: np.ndarray, seed: int
+) -> np.ndarray:
+    """The correction's forest (100 trees, 5 samples a leaf, at most 256 leaves) fitted on
+    ``x_train`` and its prediction for ``x_test``; missing values as the training median."""
+    from sklearn.ensemble import ExtraTreesRegressor
+
+    fill = np.nan_to_num(np.nanmedian(x_train, axis=0))
+    forest = ExtraTreesRegressor(
+        min_samples_leaf=5, max_leaf_nodes=256, random_state=seed, n_jobs=1
+    )
+    forest.fit(np.where(np.isnan(x_train), fill, x_train), target)
+    return np.asarray(forest.predict(np.where(np.isnan(x_test), fill, x_test)))
 
 
 def _with_spectra(x: np.ndarray, nets: Sequence[NetworkWeights] | None) -> np.ndarray:
