@@ -223,7 +223,9 @@ class SNERegressor(RegressorMixin, BaseEstimator):
         forest (``trees_weight_`` = 2/3 is the trees' share). Losses ``"bce"`` and ``"mse"``
         only (a ranking loss's scores live on another scale), and 40 networks at least;
         ``partial_fit`` keeps the trees of the last ``fit``. The trees are saved with the
-        regressor as plain arrays (``trees_``); ``transform`` is the encoder's alone.
+        regressor as plain arrays (``trees_``, what they read in ``tree_inputs_``: regressors
+        saved before the singular values read the summary alone); ``transform`` is the
+        encoder's alone.
     max_chunks_per_pass:
         How many chunks go through the chunk encoder at once: bounds the working memory
         of very large networks (and, while training, enables recomputation).
