@@ -34,7 +34,7 @@ def _record(task_name: str, seed: int, out: str, cache: str) -> str:
     import torch
 
     from sne_plugin import SNERegressor
-    from sne_plugin.encoder.stats import network_summary, spectral_summaries
+    from sne_plugin.encoder.stats import network_summary
     from sne_plugin.research.baselines import StatNNRegressor
     from sne_plugin.research.bench.methods import side_inputs
     from sne_plugin.research.bench.tasks import ZooCache, select_tasks
@@ -76,12 +76,8 @@ def _record(task_name: str, seed: int, out: str, cache: str) -> str:
         stat_test=statnn.transform(data.X_test),
         sum_train=summary(data.X_train),
         sum_test=summary(data.X_test),
-        spec_train=spectral_summaries(
-            [n.spec for n in data.X_train], [n.flatten() for n in data.X_train]
-        ),
-        spec_test=spectral_summaries(
-            [n.spec for n in data.X_test], [n.flatten() for n in data.X_test]
-        ),
+        spec_train=_spectra(data.X_train),
+        spec_test=_spectra(data.X_test),
         H_train=data.H_train,
         H_test=data.H_test,
         fit_s=fit_s,
@@ -103,7 +99,6 @@ def record(tasks: list[str], seeds: list[int], out: str, cache: str, workers: in
 
 def add_spectra(folder: str, cache: str) -> None:
     """Add the singular values' summaries to records made before ``record`` kept them."""
-    from sne_plugin.encoder.stats import spectral_summaries
     from sne_plugin.research.bench.tasks import ZooCache, select_tasks
 
     zoos = ZooCache(cache, workers=1, progress=False)
@@ -115,12 +110,15 @@ def add_spectra(folder: str, cache: str) -> None:
         data = select_tasks("small", [task_name])[0].load(zoos, int(seed))
         if not np.array_equal(data.y_test, d["y_test"]):
             raise SystemExit(f"{path}: the task's networks are not those recorded")
-        for part, nets in (("train", data.X_train), ("test", data.X_test)):
-            d[f"spec_{part}"] = spectral_summaries(
-                [n.spec for n in nets], [n.flatten() for n in nets]
-            )
+        d["spec_train"], d["spec_test"] = _spectra(data.X_train), _spectra(data.X_test)
         np.savez_compressed(path, **d)
         print(path, flush=True)
+
+
+def _spectra(nets: list) -> np.ndarray:
+    from sne_plugin.encoder.stats import spectral_summaries
+
+    return spectral_summaries([n.spec for n in nets], [n.flatten() for n in nets])
 
 
 def _hgb(seed: int) -> HistGradientBoostingRegressor:
@@ -195,8 +193,8 @@ def _stats_learners(d: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray
     if "spec_train" in d:  # the singular values' summary beside the weight statistics
         spec = np.c_[d["sum_train"], d["spec_train"]], np.c_[d["sum_test"], d["spec_test"]]
         hgb_s = _hgb(seed).fit(spec[0], y).predict(spec[1])
-        et_s = ExtraTreesRegressor(random_state=seed).fit(_filled(*spec)[0], y)
-        et_s_pred = et_s.predict(_filled(*spec)[1])
+        filled = _filled(*spec)
+        et_s_pred = ExtraTreesRegressor(random_state=seed).fit(filled[0], y).predict(filled[1])
         out["hgb(summary+spectral)"] = hgb_s
         out["et(summary+spectral)"] = et_s_pred
         out["mean(sne, hgb, et) on summary+spectral [stats_boost now]"] = (
